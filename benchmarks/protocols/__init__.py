@@ -1,0 +1,1 @@
+"""Versioned protocol files (YAML). Bump ``version`` whenever a change moves numbers."""

@@ -1,0 +1,34 @@
+"""Exceptions with messages meant for the person at the terminal."""
+
+
+class DcrobenchError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class UnknownNameError(DcrobenchError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateNameError(DcrobenchError):
+    pass
+
+
+class BudgetError(DcrobenchError, ValueError):
+    pass
+
+
+class DatasetError(DcrobenchError):
+    pass
+
+
+class ProtocolError(DcrobenchError, ValueError):
+    pass
+
+
+class TrainingDivergedError(DcrobenchError, RuntimeError):
+    pass
+
+
+class MethodError(DcrobenchError, RuntimeError):
+    """A compression method raised or returned something that breaks the contract."""

@@ -1,0 +1,1 @@
+"""Built-in dcrobench plugins, registered through the ``dcrobench`` entry-point group."""

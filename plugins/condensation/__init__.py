@@ -1,0 +1,1 @@
+"""Dataset-condensation methods: DM, GM (DC) and TM (MTT)."""

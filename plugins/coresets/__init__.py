@@ -1,0 +1,1 @@
+"""Coreset-selection methods written from their papers (no external coreset library)."""

@@ -1,0 +1,1 @@
+"""Minimal Coreset (MCS, Chen & Selvan): exact k-center / set-cover coresets with Pyomo + HiGHS."""
