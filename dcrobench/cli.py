@@ -1,0 +1,180 @@
+"""Command line: ``dcrobench list | run | compress | leaderboard``. Thin: the work is in the modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import DcrobenchError
+
+LIST_KINDS = ("methods", "datasets", "models", "attacks", "protocols")
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+def _warn_failures(regs) -> None:
+    for failure in regs.failures:
+        click.echo(f"warning: {failure}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dcrobench")
+def main() -> None:
+    """Adversarial robustness of models trained on compressed datasets."""
+
+
+@main.command("list")
+@click.argument("kind", required=False, type=click.Choice(LIST_KINDS))
+def list_cmd(kind: str | None) -> None:
+    """List registered methods, datasets, models, attacks and protocols."""
+    from tabulate import tabulate
+
+    from .protocol import builtin_protocols, load_protocol
+    from .registry import registries
+
+    regs = registries()
+    kinds = [kind] if kind else list(LIST_KINDS)
+    for k in kinds:
+        rows = []
+        if k == "methods":
+            rows = [[n, regs.methods.get(n).kind, regs.methods.source(n), regs.methods.get(n).description] for n in regs.methods]
+        elif k == "protocols":
+            for n in builtin_protocols():
+                try:
+                    p = load_protocol(n)
+                    rows.append([n, f"v{p.version}", p.hash, p.description])
+                except DcrobenchError as exc:
+                    rows.append([n, "?", "?", f"invalid: {exc}"])
+        else:
+            reg = getattr(regs, k)
+            rows = [[n, reg.source(n), reg.get(n).description] for n in reg]
+        headers = {"methods": ["method", "kind", "plugin", "description"],
+                   "protocols": ["protocol", "version", "hash", "description"]}.get(k, [k[:-1], "plugin", "description"])
+        click.echo(f"\n{k}:\n" + tabulate(rows, headers=headers, tablefmt="simple"))
+    if regs.failures:
+        click.echo("\nbroken plugins (skipped):")
+        for failure in regs.failures:
+            click.echo(f"  {failure}")
+
+
+def _common_setup(threads: int | None, device: str | None):
+    from .device import resolve_device, set_threads
+
+    set_threads(threads)
+    return resolve_device(device)
+
+
+@main.command()
+@click.option("--method", "-m", help="compression method (see `dcrobench list methods`)")
+@click.option("--compressed", "compressed_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="a file written by `dcrobench compress`, instead of --method")
+@click.option("--dataset", "-d", required=True, help="dataset (see `dcrobench list datasets`)")
+@click.option("--budget", "-b", type=int, help="images per class (default: the protocol's)")
+@click.option("--model", help="architecture (default: the protocol's)")
+@click.option("--protocol", "-p", default="quick", show_default=True, help="protocol name or YAML file")
+@click.option("--norm", "norms", multiple=True, type=click.Choice(["linf", "l2"]), help="threat model(s); default linf")
+@click.option("--seeds", type=int, help="number of seeds (default: the protocol's)")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="where torchvision datasets live")
+@click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+@click.option("--progress/--no-progress", default=None, help="progress bars (default: when attached to a terminal)")
+def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds, data_root, download, results_dir,
+        device, threads, progress) -> None:
+    """Compress, train (standard and adversarial), attack and record one cell per norm and seed."""
+    from tabulate import tabulate
+
+    from .protocol import load_protocol
+    from .registry import registries
+    from .runner import RunRequest
+    from .runner import run as run_cells
+
+    try:
+        dev = _common_setup(threads, device)
+        proto = load_protocol(protocol)
+        regs = registries()
+        _warn_failures(regs)
+        req = RunRequest(dataset=dataset, protocol=proto, method=method, compressed_file=compressed_file, budget=budget,
+                         model=model, norms=tuple(norms) or ("linf",), seeds=tuple(proto.seed_list(seeds)),
+                         data_root=data_root, download=download, results_dir=results_dir, device=dev, progress=progress)
+        click.echo(f"protocol {proto.name} v{proto.version} ({proto.hash}) on {dev}", err=True)
+        records = run_cells(req, regs, log=lambda m: click.echo(m, err=True))
+    except DcrobenchError as exc:
+        _fail(exc)
+    rows = [[r["method"]["name"], r["dataset"], r["budget"]["ipc"] or "full", r["model"], r["norm"], r["seed"],
+             f"{100 * r['standard']['clean_acc']:.2f}", f"{100 * r['standard']['robust_acc']:.2f}",
+             f"{100 * r['adversarial']['clean_acc']:.2f}", f"{100 * r['adversarial']['robust_acc']:.2f}",
+             f"{r['cost']['compress_s']:.1f}", f"{r['cost']['train_s']:.1f}", f"{r['cost']['eval_s']:.1f}"]
+            for r in sorted(records, key=lambda r: (r["norm"], r["seed"]))]
+    click.echo(tabulate(rows, headers=["method", "dataset", "ipc", "model", "norm", "seed", "std clean %",
+                                       "std robust %", "adv clean %", "ROBUST SCORE %", "compress s", "train s", "eval s"],
+                        tablefmt="github"))
+
+
+@main.command()
+@click.option("--method", "-m", required=True)
+@click.option("--dataset", "-d", required=True)
+@click.option("--budget", "-b", type=int)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--protocol", "-p", default="quick", show_default=True, help="supplies method parameters")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--download/--no-download", default=False)
+@click.option("--device")
+@click.option("--threads", type=int)
+def compress(method, dataset, budget, seed, protocol, out, data_root, download, device, threads) -> None:
+    """Write a compressed training set to a file (tensors + JSON metadata, no pickle)."""
+    from .datasets import load_dataset
+    from .protocol import load_protocol
+    from .registry import registries
+    from .runner import RunRequest, compress as compress_set, resolve
+
+    try:
+        if out.exists():
+            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+        dev = _common_setup(threads, device)
+        proto = load_protocol(protocol)
+        regs = registries()
+        _warn_failures(regs)
+        res = resolve(RunRequest(dataset=dataset, protocol=proto, method=method, budget=budget, device=dev), regs)
+        train_set, _ = load_dataset(res.dataset, data_root, download)
+        comp = compress_set(res, train_set, seed, dev)
+        comp.save(out)
+    except DcrobenchError as exc:
+        _fail(exc)
+    click.echo(f"wrote {len(comp)} images ({comp.per_class_counts(res.dataset.num_classes)} per class) to {out}")
+
+
+@main.group()
+def leaderboard() -> None:
+    """Leaderboard tables from result records."""
+
+
+@leaderboard.command("render")
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write markdown here (default: stdout)")
+def leaderboard_render(results_dir: Path, out: Path | None) -> None:
+    """Markdown tables: one per (protocol version, dataset, norm), mean ± std over seeds."""
+    from .fileio import atomic_write_text
+    from .leaderboard import render_markdown
+    from .results import load_records
+
+    try:
+        text = render_markdown(load_records(results_dir))
+    except DcrobenchError as exc:
+        _fail(exc)
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Protocols: versioned YAML data -> frozen dataclasses with a canonical content hash.
+
+A protocol fixes everything that moves the numbers: model, training, adversarial training,
+attack radii, evaluation attacks, proxy-model settings and per-method parameters. Its hash
+(over the parsed values, so formatting and key order don't matter) goes into every record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .attacks import ATTACK_SETS, NORMS, l2_epsilon
+from .errors import ProtocolError, UnknownNameError
+from .names import unknown_name_message
+
+PROTOCOL_PACKAGE = "dcrobench_protocols"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.01
+    adv_lr: float | None = None  # learning rate of adversarial training; None = lr
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"  # constant | cosine
+
+    @property
+    def adversarial_lr(self) -> float:
+        return self.lr if self.adv_lr is None else self.adv_lr
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    steps: int = 10
+    step_size: float = 0.25  # fraction of eps
+    random_start: bool = True
+    weighted_radius: str = "eps"  # eps | eps+eta
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    attacks: tuple[str, ...] = ("apgd-ce", "apgd-dlr")
+    pgd_steps: int = 20
+    pgd_step_size: float = 0.125
+    apgd_iterations: int = 100
+    apgd_restarts: int = 1
+    square_queries: int = 5000
+    test_subset: int = 0  # 0 = full test set
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    description: str = ""
+    model: str = "resnet18"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    budget: int = 50
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainSettings = TrainSettings()
+    adversarial: AdversarialSettings = AdversarialSettings()
+    epsilon_linf: dict[str, float] = field(default_factory=dict)
+    evaluation: EvalSettings = EvalSettings()
+    proxy: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = field(default="", compare=False)
+
+    def content(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        d.pop("description")
+        return d
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.content(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def eps(self, dataset: str, norm: str, input_dim: int) -> float:
+        if norm not in NORMS:
+            raise ProtocolError(f"unknown norm '{norm}' (expected one of {', '.join(NORMS)})")
+        if dataset in self.epsilon_linf:
+            e = self.epsilon_linf[dataset]
+        elif "default" in self.epsilon_linf:
+            e = self.epsilon_linf["default"]
+        else:
+            raise ProtocolError(f"protocol '{self.name}' sets no epsilon_linf for dataset '{dataset}' and no default")
+        return e if norm == "linf" else l2_epsilon(e, input_dim)
+
+    def train_for(self, method: str) -> TrainSettings:
+        """Training settings with the method's overrides (e.g. appendix C's per-method learning rates)."""
+        over = self.train_overrides.get(method, {})
+        return dataclasses.replace(self.train, **over) if over else self.train
+
+    def method_params(self, method: str, accepted: dict[str, Any]) -> dict[str, Any]:
+        params = dict(self.methods.get(method, {}))
+        if "proxy" in accepted and "proxy" not in params:
+            params["proxy"] = dict(self.proxy)
+        return params
+
+    def seed_list(self, n: int | None) -> list[int]:
+        if n is None:
+            return list(self.seeds)
+        if n < 1:
+            raise ProtocolError("--seeds must be at least 1")
+        return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, str):  # "8/255"
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            raise ProtocolError(f"{where}: '{value}' is not a number or fraction") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _build(cls, data: Any, where: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ProtocolError(f"{where}: " + "; ".join(unknown_name_message("key", k, known) for k in sorted(unknown)))
+    kwargs = {}
+    for key, value in data.items():
+        ftype = str(known[key].type)
+        try:
+            if ftype.startswith("int"):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ProtocolError(f"{where}.{key}: expected an integer, got {value!r}")
+            elif ftype.startswith("float") and not (ftype.endswith("None") and value is None):
+                value = _number(value, f"{where}.{key}")
+            elif ftype == "bool" and not isinstance(value, bool):
+                raise ProtocolError(f"{where}.{key}: expected true/false, got {value!r}")
+            elif ftype.startswith("tuple"):
+                value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        except TypeError:
+            raise ProtocolError(f"{where}.{key}: bad value {value!r}") from None
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"protocol {source or ''} must be a YAML mapping")
+    for required in ("name", "version"):
+        if required not in raw:
+            raise ProtocolError(f"protocol {source}: missing required key '{required}'")
+    data = dict(raw)
+    nested = {
+        "train": _build(TrainSettings, data.pop("train", None), "train"),
+        "adversarial": _build(AdversarialSettings, data.pop("adversarial", None), "adversarial"),
+        "evaluation": _build(EvalSettings, data.pop("evaluation", None), "evaluation"),
+    }
+    proto = _build(Protocol, data, "protocol")
+    eps = {str(k): _number(v, f"epsilon_linf.{k}") for k, v in (proto.epsilon_linf or {}).items()}
+    attacks: list[str] = []
+    for a in nested["evaluation"].attacks:
+        attacks.extend(ATTACK_SETS.get(a, [a]))
+    nested["evaluation"] = dataclasses.replace(nested["evaluation"], attacks=tuple(dict.fromkeys(attacks)))
+    if nested["adversarial"].weighted_radius not in ("eps", "eps+eta"):
+        raise ProtocolError("adversarial.weighted_radius must be 'eps' or 'eps+eta'")
+    if nested["train"].schedule not in ("constant", "cosine"):
+        raise ProtocolError("train.schedule must be 'constant' or 'cosine'")
+    train_fields = {f.name for f in fields(TrainSettings)}
+    for method, over in (proto.train_overrides or {}).items():
+        bad = set(over) - train_fields
+        if bad:
+            raise ProtocolError(f"train_overrides.{method}: unknown keys {sorted(bad)} (train keys: {sorted(train_fields)})")
+    return dataclasses.replace(
+        proto, **nested, epsilon_linf=eps, seeds=tuple(int(s) for s in proto.seeds),
+        model_params=dict(proto.model_params or {}), proxy=dict(proto.proxy or {}),
+        methods={k: dict(v or {}) for k, v in (proto.methods or {}).items()},
+        train_overrides={k: dict(v or {}) for k, v in (proto.train_overrides or {}).items()},
+        version=int(proto.version), source=source,
+    )
+
+
+def builtin_protocols() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PROTOCOL_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_protocol(name_or_path: str) -> Protocol:
+    """A built-in protocol by name (``quick``, ``paper``) or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ProtocolError(f"protocol file not found: {path}")
+        text, source = path.read_text(), str(path)
+    else:
+        res = resources.files(PROTOCOL_PACKAGE) / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise UnknownNameError(unknown_name_message("protocol", name_or_path, builtin_protocols()))
+        text, source = res.read_text(), name_or_path
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"protocol {source} is not valid YAML: {exc}") from None
+    return protocol_from_dict(raw, source)

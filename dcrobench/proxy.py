@@ -1,0 +1,282 @@
+"""The proxy model coreset methods use for embeddings, last-layer gradients and training traces.
+
+A proxy is a model from ``dcrobench.models.BUILTIN_MODELS`` trained on the full training set with
+plain SGD + cross-entropy (constant learning rate, no augmentation) for a few epochs under
+``ProxySettings`` (the protocol's ``proxy:`` block). It is cached on disk by
+``content_key(data fingerprint, settings, seed)``; the cache entry holds the weights and the
+training trace (the correctness of every example each time a minibatch presented it, which is what
+forgetting-event counting needs), so a second call never retrains.
+
+Last-layer gradients use the closed form: for logits ``z = W e + b`` and cross-entropy, the
+gradient with respect to ``(W, b)`` of example ``i`` is ``(p_i - y_i) ⊗ [e_i, 1]``. Methods can
+work with the two factors (``last_layer_factors``) and their kernel
+``<g_i, g_j> = <r_i, r_j> (<e_i, e_j> + 1)`` without materialising the gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import cache_dir, content_key
+from .errors import TrainingDivergedError
+from .fileio import atomic_torch_save
+from .imageset import ImageSet
+
+PROXY_FORMAT_VERSION = 1
+
+OnEpoch = Callable[[int, "nn.Module | None", torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How the proxy model is built and trained (the protocol's ``proxy:`` block)."""
+
+    model: str = "convnet"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        # A private copy so the frozen settings cannot change through the caller's dict.
+        object.__setattr__(self, "model_params", dict(self.model_params or {}))
+        if int(self.epochs) < 1:
+            raise ValueError(f"proxy epochs must be at least 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"proxy batch_size must be at least 1, got {self.batch_size}")
+        if not float(self.lr) > 0:
+            raise ValueError(f"proxy lr must be positive, got {self.lr}")
+
+    def __hash__(self) -> int:  # frozen dataclass with a dict field: hash the content
+        return hash(self.key())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "model_params" else getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+    def key(self) -> str:
+        return content_key("proxy-settings", self.to_dict())
+
+    def replace(self, **changes: Any) -> ProxySettings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, d: ProxySettings | dict[str, Any] | None) -> ProxySettings:
+        """``None`` -> defaults; unknown keys are an error naming the accepted ones."""
+        if d is None:
+            return cls()
+        if isinstance(d, ProxySettings):
+            return d
+        if not isinstance(d, dict):
+            raise ValueError(f"proxy settings must be a mapping, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown proxy setting(s) {', '.join(map(repr, unknown))}; "
+                             f"accepted: {', '.join(names)}")
+        kwargs = dict(d)
+        for k, conv in (("epochs", int), ("batch_size", int), ("lr", float), ("momentum", float),
+                        ("weight_decay", float), ("model", str)):
+            if k in kwargs and kwargs[k] is not None:
+                kwargs[k] = conv(kwargs[k])
+        if kwargs.get("model_params") is None:
+            kwargs.pop("model_params", None)
+        return cls(**kwargs)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``[N, C, H, W]`` images (std floored to avoid division by 0)."""
+    x = images.detach().float()
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return mean.tolist(), std.tolist()
+
+
+def build_model(settings: ProxySettings, data: ImageSet) -> nn.Module:
+    from .models import BUILTIN_MODELS
+
+    specs = {spec.name: spec for spec in BUILTIN_MODELS}
+    if settings.model not in specs:
+        raise ValueError(f"unknown proxy model '{settings.model}'; available: {', '.join(sorted(specs))}")
+    channels, height, _width = data.shape
+    mean, std = channel_stats(data.images)
+    return specs[settings.model].build(channels, height, data.num_classes, mean, std, **settings.model_params)
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    chunks = list(order.split(batch_size))
+    # A final minibatch of one example breaks batch norm in train mode: merge it into the previous one.
+    if len(chunks) > 1 and chunks[-1].numel() == 1:
+        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+    return chunks
+
+
+def proxy_cache_path(data: ImageSet, settings: ProxySettings, seed: int):
+    key = content_key("proxy", PROXY_FORMAT_VERSION, data.fingerprint(), settings.to_dict(), int(seed))
+    return cache_dir("proxy") / f"{settings.model}-{key}.pt"
+
+
+def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, device: torch.device | str, *,
+                           on_epoch: OnEpoch | None = None, use_cache: bool = True) -> tuple[nn.Module, torch.Tensor]:
+    """Train (or load) the proxy; returns ``(model in eval mode on device, trace BoolTensor[epochs, N])``.
+
+    ``trace[t, i]`` is whether example ``i`` was classified correctly by the training forward pass
+    of the minibatch that presented it in epoch ``t`` (before that minibatch's update), which is
+    how Toneva et al. (2019) record accuracy for forgetting events. ``on_epoch(epoch, model,
+    correct)`` is called after every epoch; on a cache hit the recorded trace is replayed with
+    ``model=None`` (intermediate weights are not stored).
+    """
+    device = torch.device(device)
+    settings = ProxySettings.from_dict(settings) if not isinstance(settings, ProxySettings) else settings
+    path = proxy_cache_path(data, settings, seed)
+
+    def seeded_model() -> nn.Module:
+        # Seeded initialisation without disturbing the caller's global RNG state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return build_model(settings, data).to(device)
+
+    if use_cache and path.exists():
+        try:
+            payload = torch.load(path, map_location=device, weights_only=True)
+            model = seeded_model()
+            model.load_state_dict(payload["state_dict"])
+            trace = payload["trace"].bool().cpu()
+            model.eval()
+            if on_epoch is not None:
+                for t in range(trace.shape[0]):
+                    on_epoch(t, None, trace[t])
+            return model, trace
+        except Exception:  # corrupt or stale entry: retrain and overwrite
+            pass
+
+    from tqdm.auto import tqdm
+
+    n = len(data)
+    model = seeded_model()
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    images = data.images.to(device)
+    labels = data.labels.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                          weight_decay=settings.weight_decay)
+    trace = torch.zeros(settings.epochs, n, dtype=torch.bool)
+    bar = tqdm(range(settings.epochs), desc=f"proxy {settings.model} seed {seed}", disable=None, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        correct = torch.zeros(n, dtype=torch.bool, device=device)
+        total_loss = 0.0
+        for idx_cpu in _batches(order, settings.batch_size):
+            idx = idx_cpu.to(device)
+            logits = model(images[idx])
+            loss = F.cross_entropy(logits, labels[idx])
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"proxy training diverged (loss {loss.item()}) in epoch {epoch}; lower the proxy lr ({settings.lr})")
+            correct[idx] = logits.argmax(1) == labels[idx]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * idx.numel()
+        trace[epoch] = correct.cpu()
+        bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{trace[epoch].float().mean():.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, model, trace[epoch])
+    model.eval()
+    if use_cache:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_torch_save({"format_version": PROXY_FORMAT_VERSION, "state_dict": state, "trace": trace,
+                           "settings_key": settings.key()}, path)
+    return model, trace
+
+
+def train_proxy(data: ImageSet, settings: ProxySettings | dict | None, seed: int, device: torch.device | str, *,
+                on_epoch: OnEpoch | None = None) -> nn.Module:
+    """The trained proxy model (eval mode, on ``device``); cached by (data, settings, seed)."""
+    settings = ProxySettings.from_dict(settings)
+    model, _trace = train_proxy_with_trace(data, settings, seed, device, on_epoch=on_epoch)
+    return model
+
+
+@torch.no_grad()
+def embeddings(model: nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int = 512) -> torch.Tensor:
+    """Penultimate features ``[N, D]`` (``model.embed``), eval mode, on ``device``."""
+    device = torch.device(device)
+    model.eval()
+    out = [model.embed(images[i:i + batch_size].to(device)).flatten(1) for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0, device=device)
+
+
+@torch.no_grad()
+def last_layer_factors(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
+                       batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(embedding [N, D], softmax - onehot [N, C])``: the two factors of the last-layer gradients."""
+    device = torch.device(device)
+    emb = embeddings(model, images, device, batch_size)
+    logits = model.classifier(emb)
+    resid = torch.softmax(logits, dim=1)
+    resid[torch.arange(resid.shape[0], device=device), labels.to(device)] -= 1.0
+    return emb, resid
+
+
+def logit_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
+                    batch_size: int = 512) -> torch.Tensor:
+    """``softmax(z) - onehot(y)`` ``[N, C]``: the per-sample gradient of CE with respect to the logits."""
+    return last_layer_factors(model, images, labels, device, batch_size)[1]
+
+
+def gradients_from_factors(emb: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+    """``[N, C*(D+1)]``: row ``i`` is ``(resid_i ⊗ [emb_i, 1]).flatten()`` (class-major: W_c then b_c)."""
+    ones = torch.ones(emb.shape[0], 1, dtype=emb.dtype, device=emb.device)
+    ext = torch.cat([emb, ones], dim=1)
+    return (resid.unsqueeze(2) * ext.unsqueeze(1)).flatten(1)
+
+
+def last_layer_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
+                         batch_size: int = 512) -> torch.Tensor:
+    """Per-sample gradients of CE wrt the last linear layer, ``[N, C*(D+1)]``.
+
+    Row ``i`` reshaped to ``[C, D+1]`` is ``[dL_i/dW | dL_i/db]`` (the weight gradient with the bias
+    gradient appended as the last column).
+    """
+    emb, resid = last_layer_factors(model, images, labels, device, batch_size)
+    return gradients_from_factors(emb, resid)
+
+
+def gradient_gram(emb_a: torch.Tensor, resid_a: torch.Tensor, emb_b: torch.Tensor, resid_b: torch.Tensor) -> torch.Tensor:
+    """``<g_i, g_j>`` for last-layer gradients, ``[Na, Nb]``, without materialising them."""
+    return (resid_a @ resid_b.T) * (emb_a @ emb_b.T + 1.0)
+
+
+def gradient_sq_norms(emb: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+    """``||g_i||^2`` of the last-layer gradients ``[N]``."""
+    return resid.pow(2).sum(1) * (emb.pow(2).sum(1) + 1.0)
+
+
+def gradient_distances(emb: torch.Tensor, resid: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    """Pairwise Euclidean distances ``[N, N]`` between last-layer gradients, computed in row blocks."""
+    n = emb.shape[0]
+    sq = gradient_sq_norms(emb, resid)
+    out = torch.empty(n, n, dtype=emb.dtype, device=emb.device)
+    for s in range(0, n, block):
+        e = slice(s, min(n, s + block))
+        gram = gradient_gram(emb[e], resid[e], emb, resid)
+        out[e] = (sq[e, None] + sq[None, :] - 2.0 * gram).clamp_min_(0.0).sqrt_()
+    out.fill_diagonal_(0.0)
+    return out
+
+
+__all__ = [
+    "ProxySettings", "train_proxy", "train_proxy_with_trace", "embeddings", "last_layer_gradients",
+    "last_layer_factors", "logit_gradients", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
+    "gradient_distances", "build_model", "channel_stats", "proxy_cache_path",
+]
