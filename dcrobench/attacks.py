@@ -180,14 +180,19 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
             with torch.no_grad():
                 ok[b] = (model(x_adv).argmax(1) == y).cpu()
         correct[attack.name] = ok
-    out: dict[str, Any] = {"n": int(labels.numel()), "clean_acc": float(clean.float().mean())}
-    out["attacks"] = {a.name: float(correct[a.name].float().mean()) for a in attacks}
+    n = int(labels.numel())
+
+    def acc(ok: torch.Tensor) -> float:
+        return int(ok.sum()) / n  # exact ratio of counts, not a float32 mean
+
+    out: dict[str, Any] = {"n": n, "clean_acc": acc(clean)}
+    out["attacks"] = {a.name: acc(correct[a.name]) for a in attacks}
     aa = [a.name for a in attacks if a.autoattack]
     if aa:
-        out["autoattack_acc"] = float(torch.stack([correct[n] for n in aa]).all(0).float().mean())
+        out["autoattack_acc"] = acc(torch.stack([correct[name] for name in aa]).all(0))
     if "pgd" in correct:
-        out["pgd_acc"] = float(correct["pgd"].float().mean())
-    out["robust_acc"] = float(torch.stack([correct[n] for n in correct]).all(0).float().mean())
+        out["pgd_acc"] = acc(correct["pgd"])
+    out["robust_acc"] = acc(torch.stack(list(correct.values())).all(0))
     return out
 
 
