@@ -143,6 +143,23 @@ BUILTIN_ATTACKS = [
     AttackSpec("square", _art_square, "Square attack, score-based black box (ART)"),
 ]
 
+def _torchattacks_apgd(loss: str) -> Callable[..., torch.Tensor]:
+    def run(model, x, y, *, norm, eps, settings, seed):
+        import torchattacks
+
+        attack = torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps),
+                                   steps=settings.apgd_iterations, n_restarts=settings.apgd_restarts, loss=loss, seed=seed)
+        return attack(x, y)
+
+    return run
+
+
+#: Registered only when torchattacks is importable (it is not a dependency: 3.5.1 pins requests~=2.25.1).
+TORCHATTACKS_ATTACKS = [
+    AttackSpec("ta-apgd-ce", _torchattacks_apgd("ce"), "APGD, cross-entropy loss (torchattacks, optional)"),
+    AttackSpec("ta-apgd-dlr", _torchattacks_apgd("dlr"), "APGD, DLR loss (torchattacks, optional)"),
+]
+
 #: protocol shorthand -> attack list. ART has no FAB-T and no target-rotating APGD-T, so the
 #: closest to AutoAttack's "standard" ensemble it offers is APGD-CE + APGD-DLR + Square.
 ATTACK_SETS = {

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from dcrobench.errors import BudgetError, MethodError
+from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
+from dcrobench_plugins.baselines import Full, Random
+from tests.helpers import blobs
+
+CPU = torch.device("cpu")
+
+
+def test_random_is_class_balanced_seeded_and_unique():
+    data = blobs(per_class=12, classes=3)
+    a = Random().run(data, 5, seed=1, device=CPU)
+    b = Random().run(data, 5, seed=1, device=CPU)
+    c = Random().run(data, 5, seed=2, device=CPU)
+    assert a.meta["per_class_counts"] == [5, 5, 5]
+    assert torch.equal(a.indices, b.indices) and not torch.equal(a.indices, c.indices)
+    assert a.indices.unique().numel() == 15
+    assert torch.equal(a.images, data.images[a.indices]) and torch.equal(a.labels, data.labels[a.indices])
+    assert a.meta["compress_s"] >= 0 and a.meta["method"] == "random"
+
+
+def test_full_returns_everything():
+    data = blobs()
+    out = Full().run(data, 1, seed=0, device=CPU)
+    assert len(out) == len(data) and out.meta["per_class_counts"] == data.class_counts()
+
+
+def test_budget_larger_than_a_class_is_a_clear_error():
+    data = blobs(per_class=12)
+    with pytest.raises(BudgetError, match=r"budget 13 .* class 0 .* 12 training images.*--budget 12"):
+        Random().run(data, 13, seed=0, device=CPU)
+    with pytest.raises(BudgetError):
+        Random().run(data, 0, seed=0, device=CPU)
+
+
+def test_contract_violations_are_reported_with_the_methods_name():
+    data = blobs()
+
+    class Bad(CompressionMethod):
+        name = "bad"
+        mode = "range"
+
+        def compress(self, data, budget, seed, device):
+            idx = {c: data.class_indices(c)[:budget] for c in range(data.num_classes)}
+            out = select_per_class(data, idx)
+            if self.mode == "range":
+                out.images = out.images * 2 + 1
+            elif self.mode == "dupe":
+                out.indices[1] = out.indices[0]
+            elif self.mode == "raise":
+                raise ZeroDivisionError("oops")
+            return out
+
+    for mode, msg in (("range", "pixels must lie in"), ("dupe", "not unique"), ("raise", "ZeroDivisionError: oops")):
+        Bad.mode = mode
+        with pytest.raises(MethodError, match=msg):
+            Bad().run(data, 3, seed=0, device=CPU)
+
+
+def test_unknown_method_parameter_is_rejected():
+    with pytest.raises(MethodError, match="unknown parameter of random 'alpha'"):
+        Random(alpha=1)
+
+
+def test_compressed_set_round_trips_without_pickle(tmp_path):
+    data = blobs()
+    comp = select_per_class(data, {c: data.class_indices(c)[:2] for c in range(3)},
+                            {c: torch.tensor([1.0, 3.0]) for c in range(3)}, meta={"eta_per_class": [0.5, 0.1, 0.2]})
+    comp.save(tmp_path / "c.pt")
+    raw = torch.load(tmp_path / "c.pt", weights_only=True)  # plain tensors and strings only
+    assert set(raw) >= {"images", "labels", "weights", "indices", "meta_json"}
+    back = CompressedSet.load(tmp_path / "c.pt")
+    assert torch.equal(back.images, comp.images) and torch.equal(back.weights, comp.weights)
+    assert back.meta == {"eta_per_class": [0.5, 0.1, 0.2]}
+
+
+def test_unreadable_compressed_file_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"definitely not a torch file")
+    with pytest.raises(MethodError, match="cannot read compressed-set file"):
+        CompressedSet.load(tmp_path / "bad.pt")
+    with pytest.raises(MethodError, match="not found"):
+        CompressedSet.load(tmp_path / "missing.pt")
