@@ -62,9 +62,13 @@ def list_cmd(kind: str | None) -> None:
             click.echo(f"  {failure}")
 
 
-def _common_setup(threads: int | None, device: str | None):
+def _common_setup(threads: int | None, device: str | None, progress: bool | None = None):
+    import os
+
     from .device import resolve_device, set_threads
 
+    if progress is not None:  # reaches every tqdm bar, plugins' included
+        os.environ["TQDM_DISABLE"] = "" if progress else "1"
     set_threads(threads)
     return resolve_device(device)
 
@@ -96,7 +100,7 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
     from .runner import run as run_cells
 
     try:
-        dev = _common_setup(threads, device)
+        dev = _common_setup(threads, device, progress)
         proto = load_protocol(protocol)
         regs = registries()
         _warn_failures(regs)

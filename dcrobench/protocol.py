@@ -86,8 +86,16 @@ class Protocol:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(self.content(), sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        """Hash of the whole protocol file's values."""
+        return _hash(self.content())
+
+    def hash_for(self, method: str) -> str:
+        """Hash of what determines one method's numbers: other methods' parameters are left out,
+        so tuning one method does not orphan every other method's records."""
+        d = self.content()
+        d["methods"] = d["methods"].get(method, {})
+        d["train_overrides"] = d["train_overrides"].get(method, {})
+        return _hash(d)
 
     def eps(self, dataset: str, norm: str, input_dim: int) -> float:
         if norm not in NORMS:
@@ -117,6 +125,11 @@ class Protocol:
         if n < 1:
             raise ProtocolError("--seeds must be at least 1")
         return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
+
+
+def _hash(content: dict[str, Any]) -> str:
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def _number(value: Any, where: str) -> float:

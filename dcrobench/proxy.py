@@ -116,7 +116,8 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     chunks = list(order.split(batch_size))
     # A final minibatch of one example breaks batch norm in train mode: merge it into the previous one.
     if len(chunks) > 1 and chunks[-1].numel() == 1:
-        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+        last = chunks.pop()
+        chunks[-1] = torch.cat([chunks[-1], last])
     return chunks
 
 

@@ -53,10 +53,16 @@ def write_record(results_dir: Path, key: CellKey, record: dict[str, Any]) -> Pat
     return path
 
 
+def record_paths(results_dir: Path) -> list[Path]:
+    """Record files under ``results_dir`` (stage-cache folders, named with a leading ``_``, excluded)."""
+    root = Path(results_dir)
+    return sorted(p for p in root.rglob("*.json") if not any(part.startswith("_") for part in p.relative_to(root).parts))
+
+
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
     """Every record under ``results_dir``; unreadable files raise with their path."""
     out = []
-    for path in sorted(Path(results_dir).rglob("*.json")):
+    for path in record_paths(results_dir):
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:

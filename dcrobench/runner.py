@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import resource
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from .methods import CompressedSet, CompressionMethod, json_safe
 from .protocol import Protocol
 from .registry import Registries
 from .results import SCHEMA_VERSION, CellKey, record_path, write_record
+from .stages import STAGES_DIRNAME, StageStore
 from .train import AdversarialTarget, train
 
 
@@ -131,15 +131,30 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def cell_key(req: RunRequest, res: Resolved, norm: str, seed: int) -> CellKey:
     p = req.protocol
-    return CellKey(p.name, p.version, p.hash, res.method_name, res.dataset.name, res.budget, res.model_name, norm, seed)
+    return CellKey(p.name, p.version, p.hash_for(res.method_name), res.method_name, res.dataset.name, res.budget, res.model_name, norm, seed)
 
 
-def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every missing (norm, seed) cell; returns all records of the request, old and new."""
+def compress_key(res: Resolved, train_set: ImageSet, seed: int) -> str:
+    if res.compressed is not None:
+        return StageStore.key("compress", "file", res.compressed.meta, train_set.fingerprint())
+    m = res.method
+    assert m is not None
+    return StageStore.key("compress", m.name, m.version, json_safe(m.params), train_set.fingerprint(), res.budget,
+                          seed if m.uses_seed else None)
+
+
+def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
+        store: StageStore | None = None) -> list[dict[str, Any]]:
+    """Run every missing (norm, seed) cell; returns all records of the request, old and new.
+
+    Each stage (compress, train standard, train adversarial, attack) comes from ``store`` when it
+    was computed before, so an interrupted run resumes where it stopped.
+    """
     import json
 
     res = resolve(req, regs)
     p = req.protocol
+    store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME)
     records: list[dict[str, Any]] = []
     todo: list[int] = []
     for seed in req.seeds:
@@ -154,56 +169,76 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print) -
 
     train_set, test_set = load_dataset(res.dataset, req.data_root, req.download)
     test_eval = stratified_subset(test_set, p.evaluation.test_subset)
-    shared_compressed: CompressedSet | None = None
-    for seed in todo:
-        t0 = time.perf_counter()
-        if res.method is not None and not res.method.uses_seed and shared_compressed is not None:
-            comp = shared_compressed  # deterministic: compress once for all seeds
-        else:
-            comp = compress(res, train_set, seed, req.device)
-            if res.method is not None and not res.method.uses_seed:
-                shared_compressed = comp
-        compress_s = float(comp.meta.get("compress_s", time.perf_counter() - t0))
-        train_s = eval_s = 0.0
-        settings = p.train_for(res.method_name)
+    settings = p.train_for(res.method_name)
+    model_id = (res.model_name, json_safe(p.model_params))
+    attack_names = [a.name for a in res.attacks]
 
-        t = time.perf_counter()
-        std_model = build_model(res, p, seed).to(req.device)
-        train(std_model, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
-              device=req.device, progress=req.progress, desc=f"standard s{seed}")
-        train_s += time.perf_counter() - t
+    def evaluate(model_key: str, model_loader: Callable[[], torch.nn.Module], norm: str, eps: float, seed: int) -> dict:
+        key = StageStore.key("attack", model_key, norm, eps, json_safe(p.evaluation), attack_names,
+                             test_eval.fingerprint(), seed)
+        return store.evaluation(key, lambda: evaluate_robustness(
+            model_loader(), test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks,
+            settings=p.evaluation, seed=seed, device=req.device))
+
+    for seed in todo:
+        ckey = compress_key(res, train_set, seed)
+        cache_compressed = res.compressed is None and getattr(res.method, "cache_stage", True)
+        comp = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device), store=cache_compressed)
+
+        std_key = StageStore.key("standard", ckey, model_id, json_safe(settings), seed)
+        std_model = _lazy(lambda: store.model(
+            std_key, lambda: build_model(res, p, seed).to(req.device),
+            lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
+                            device=req.device, progress=req.progress, desc=f"standard s{seed}")))
 
         for norm in req.norms:
             key = cell_key(req, res, norm, seed)
             if record_path(req.results_dir, key).exists():
                 continue
             eps = p.eps(res.dataset.name, norm, res.dataset.input_dim)
-            t = time.perf_counter()
-            std_eval = evaluate_robustness(std_model, test_eval.images, test_eval.labels, norm=norm, eps=eps,
-                                           attacks=res.attacks, settings=p.evaluation, seed=seed, device=req.device)
-            eval_s_norm = time.perf_counter() - t
+            std_eval = evaluate(std_key, lambda: std_model()[0], norm, eps, seed)
 
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
-            t = time.perf_counter()
-            adv_model = build_model(res, p, seed).to(req.device)
-            train(adv_model, comp.images, comp.labels, settings, weights=comp.weights,
-                  adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
-                  progress=req.progress, desc=f"adversarial {norm} s{seed}")
-            adv_train_s = time.perf_counter() - t
-            t = time.perf_counter()
-            adv_eval = evaluate_robustness(adv_model, test_eval.images, test_eval.labels, norm=norm, eps=eps,
-                                           attacks=res.attacks, settings=p.evaluation, seed=seed, device=req.device)
-            eval_s_norm += time.perf_counter() - t
+            adv_key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial),
+                                     norm, radius.tolist(), seed)
+            adv_model = _lazy(lambda: store.model(
+                adv_key, lambda: build_model(res, p, seed).to(req.device),
+                lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
+                                adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed,
+                                device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}")))
+            adv_eval = evaluate(adv_key, lambda: adv_model()[0], norm, eps, seed)
 
             diagnostics = res.method.diagnostics(comp, eps=eps, norm=norm) if res.method is not None else {}
+            train_s = _stage_seconds(std_key, std_model, store) + _stage_seconds(adv_key, adv_model, store)
             record = make_record(req, res, comp, key, eps, std_eval, adv_eval, adv_info, diagnostics, {
-                "compress_s": compress_s, "train_s": train_s + adv_train_s, "eval_s": eval_s_norm,
+                "compress_s": float(comp.meta.get("compress_s", 0.0)), "train_s": train_s,
+                "eval_s": std_eval.pop("eval_s", 0.0) + adv_eval.pop("eval_s", 0.0),
                 "peak_mem_mb": peak_memory_mb(req.device)})
             path = write_record(req.results_dir, key, record)
             records.append(record)
             log(f"seed {seed} {norm}: standard score {record['scores']['standard']:.4f}, "
                 f"robust score {record['scores']['robust']:.4f} -> {path}")
     return records
+
+
+def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
+    """Compute on first call only (a model whose evaluations are all cached is never loaded)."""
+    box: list[Any] = []
+
+    def get() -> Any:
+        if not box:
+            box.append(make())
+        return box[0]
+
+    get.done = lambda: bool(box)  # type: ignore[attr-defined]
+    return get
+
+
+def _stage_seconds(key: str, lazy_model: Callable[[], Any], store: StageStore) -> float:
+    """Training seconds of a model stage (from its stored metadata when it was trained earlier)."""
+    if lazy_model.done():  # type: ignore[attr-defined]
+        return float(lazy_model()[1].get("train_s", 0.0))
+    return float(store.model_meta(key).get("train_s", 0.0))
 
 
 def make_record(req: RunRequest, res: Resolved, comp: CompressedSet, key: CellKey, eps: float,
@@ -213,7 +248,7 @@ def make_record(req: RunRequest, res: Resolved, comp: CompressedSet, key: CellKe
     return {
         "schema_version": SCHEMA_VERSION,
         "dcrobench_version": __version__,
-        "protocol": {"name": p.name, "version": p.version, "hash": p.hash},
+        "protocol": {"name": p.name, "version": p.version, "hash": key.protocol_hash},
         "method": {"name": res.method_name, "version": comp.meta.get("method_version", ""),
                    "kind": comp.meta.get("kind", ""), "params": comp.meta.get("params", {}),
                    "source": str(req.compressed_file) if req.compressed_file else "registry"},

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import dcrobench.runner as runner
 from dcrobench.cli import main
+from dcrobench.results import record_paths
 from tests.helpers import TINY_PROTOCOL
 
 BASE = ["run", "-d", "digits", "-p", TINY_PROTOCOL, "--no-progress", "--threads", "1"]
@@ -18,7 +19,7 @@ def invoke(*args):
 
 
 def records(path):
-    return sorted(path.rglob("*.json"))
+    return record_paths(path)
 
 
 def test_run_records_then_resumes_without_redoing(tmp_path):

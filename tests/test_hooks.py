@@ -1,6 +1,5 @@
 """Third-party datasets, models, attacks and methods plug into the same pipeline as built-ins."""
 
-import torch
 
 from dcrobench.attacks import AttackSpec
 from dcrobench.datasets import DatasetSpec

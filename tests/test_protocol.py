@@ -48,3 +48,10 @@ def test_train_overrides_and_seeds():
     assert p.seed_list(2) == [0, 1] and p.seed_list(5) == [0, 1, 2, 3, 4]
     with pytest.raises(ProtocolError):
         protocol_from_dict({"name": "x", "version": 1, "train_overrides": {"mcs": {"learning_rate": 1}}})
+
+
+def test_a_methods_record_hash_ignores_other_methods_parameters():
+    base = {"name": "x", "version": 1, "methods": {"dm": {"iterations": 10}}}
+    a, b = protocol_from_dict(base), protocol_from_dict({**base, "methods": {"dm": {"iterations": 20}}})
+    assert a.hash_for("random") == b.hash_for("random")
+    assert a.hash_for("dm") != b.hash_for("dm") and a.hash != b.hash

@@ -5,13 +5,14 @@ import json
 from click.testing import CliRunner
 
 from dcrobench.cli import main
+from dcrobench.results import record_paths
 
 
 def test_random_mnist5k_quick_protocol(tmp_path):
     res = CliRunner().invoke(main, ["run", "-m", "random", "-d", "mnist5k", "-p", "quick", "--seeds", "1",
                                     "--results", str(tmp_path), "--no-progress"])
     assert res.exit_code == 0, res.output
-    (path,) = tmp_path.rglob("*.json")
+    (path,) = record_paths(tmp_path)
     rec = json.loads(path.read_text())
     assert rec["scores"]["standard"] >= 0.80
     assert 0.0 < rec["scores"]["robust"] < rec["adversarial"]["clean_acc"]

@@ -5,6 +5,7 @@ from click.testing import CliRunner
 
 import dcrobench.plugins as plugins_mod
 from dcrobench.cli import main
+from dcrobench.results import record_paths
 from dcrobench.errors import UnknownNameError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.methods import CompressionMethod
@@ -119,7 +120,7 @@ def test_broken_plugin_does_not_break_another_methods_run(broken_entry_point, tm
     result = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "-p", TINY_PROTOCOL, "--seeds", "1",
                                        "--results", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert len(list(tmp_path.rglob("*.json"))) == 1
+    assert len(record_paths(tmp_path)) == 1
 
 
 def test_every_hookspec_has_a_test():

@@ -1,0 +1,389 @@
+"""Coreset methods driven by a proxy model's training dynamics or last-layer gradients.
+
+- ``forgetting`` — Toneva et al. (ICLR 2019), example forgetting events during proxy training.
+- ``grand``      — Paul et al. (NeurIPS 2021), GraNd: expected gradient norm early in training.
+- ``craig``      — Mirzasoleiman et al. (ICML 2020), facility location over gradient similarities.
+- ``gradmatch``  — Killamsetty et al. (ICML 2021), GRAD-MATCH: non-negative OMP gradient matching.
+- ``glister``    — Killamsetty et al. (AAAI 2021), GLISTER-ONLINE: greedy validation log-likelihood.
+
+All of them select ``budget`` images per class (DeepCore's class-balanced mode) from a proxy model
+trained on the full training set (``dcrobench.proxy``; settings = the protocol's ``proxy:`` block,
+passed as the ``proxy`` parameter). Gradients are those of the cross-entropy with respect to the
+proxy's last linear layer (weights and bias), the cheap surrogate of the full gradient that CRAIG,
+GRAD-MATCH, GLISTER and DeepCore use; they are handled through their two factors (embedding and
+softmax - onehot), so the gradient kernel ``<g_i, g_j> = <r_i, r_j>(<e_i, e_j> + 1)`` is formed
+without materialising ``C * (D + 1)``-dimensional vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcrobench.hookspecs import hookimpl
+from dcrobench.imageset import ImageSet
+from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
+from dcrobench.proxy import (
+    ProxySettings,
+    build_model,
+    gradient_distances,
+    gradient_gram,
+    gradient_sq_norms,
+    last_layer_factors,
+    train_proxy,
+    train_proxy_with_trace,
+)
+
+from .submodular import facility_location_lazy_greedy, facility_location_value, nearest_assignment
+
+
+def _bar(iterable, desc: str, total: int | None = None):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=None, leave=False)
+
+
+def top_per_class(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, budget: int, seed: int,
+                  ) -> dict[int, torch.Tensor]:
+    """The ``budget`` highest-scoring indices of every class; ties broken by a seeded permutation."""
+    gen = torch.Generator().manual_seed(int(seed))
+    scores = scores.detach().cpu().double()
+    labels = labels.cpu()
+    chosen = {}
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        perm = idx[torch.randperm(idx.numel(), generator=gen)]
+        order = torch.sort(scores[perm], descending=True, stable=True).indices
+        chosen[c] = perm[order[:budget]].sort().values
+    return chosen
+
+
+class _ProxyMethod(CompressionMethod):
+    """Shared plumbing: the ``proxy`` parameter and last-layer gradient factors."""
+
+    kind = "selection"
+    uses_seed = True
+    default_params: dict[str, Any] = {"proxy": None}
+
+    def proxy_settings(self) -> ProxySettings:
+        return ProxySettings.from_dict(self.params.get("proxy"))
+
+    def proxy_meta(self, settings: ProxySettings) -> dict[str, Any]:
+        return {"proxy": settings.to_dict()}
+
+
+# --------------------------------------------------------------------------------------------
+# Forgetting (Toneva et al. 2019)
+# --------------------------------------------------------------------------------------------
+def forgetting_counts(trace: torch.Tensor) -> torch.Tensor:
+    """Forgetting events per example from a correctness trace ``Bool[T, N]`` (presentation order).
+
+    A forgetting event is a presentation at which an example is misclassified after having been
+    classified correctly at its previous presentation (``acc_t = 1 -> acc_{t+1} = 0``). Examples
+    never classified correctly get ``inf`` (Toneva et al. count them as forgotten infinitely often).
+    """
+    trace = trace.bool()
+    if trace.ndim != 2:
+        raise ValueError(f"trace must be [presentations, examples], got shape {tuple(trace.shape)}")
+    events = (trace[:-1] & ~trace[1:]).sum(0).double()
+    events[~trace.any(0)] = math.inf
+    return events
+
+
+class Forgetting(_ProxyMethod):
+    name = "forgetting"
+    description = ("Toneva et al. 2019: most-forgotten examples (1->0 accuracy transitions while training "
+                   "the proxy; never-learned = infinitely forgotten), per class, ties broken by seed")
+    #: ``epochs`` (None = the proxy's) sets the length of the recorded training run; Toneva et al.
+    #: count events over the whole training of the model (e.g. 200 epochs on CIFAR-10).
+    default_params = {"proxy": None, "epochs": None}
+
+    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
+        settings = self.proxy_settings()
+        if self.params["epochs"] is not None:
+            settings = settings.replace(epochs=int(self.params["epochs"]))
+        _model, trace = train_proxy_with_trace(data, settings, seed, device)
+        counts = forgetting_counts(trace)
+        chosen = top_per_class(counts, data.labels, data.num_classes, budget, seed)
+        finite = counts[torch.isfinite(counts)]
+        sel = torch.cat(list(chosen.values()))
+        meta = {
+            **self.proxy_meta(settings),
+            "never_learned": int((~torch.isfinite(counts)).sum()),
+            "unforgettable": int((counts == 0).sum()),
+            "mean_forgetting_finite": float(finite.mean()) if finite.numel() else 0.0,
+            "selected_never_learned": int((~torch.isfinite(counts[sel])).sum()),
+            "selected_min_count": float(counts[sel].min()),
+        }
+        return select_per_class(data, chosen, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# GraNd (Paul et al. 2021)
+# --------------------------------------------------------------------------------------------
+def grand_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device) -> torch.Tensor:
+    """Per-sample norm of the CE gradient wrt the last linear layer (weights and bias), ``[N]``."""
+    emb, resid = last_layer_factors(model, images, labels, device)
+    return gradient_sq_norms(emb.double(), resid.double()).sqrt().cpu()
+
+
+class GraNd(_ProxyMethod):
+    name = "grand"
+    description = ("Paul et al. 2021: GraNd score = expected norm of the loss gradient early in training, "
+                   "averaged over `repeats` proxy initialisations; keeps the highest per class. Uses the "
+                   "last-layer gradient norm (weights + bias), DeepCore's cheap version of the full gradient")
+    default_params = {"proxy": None, "repeats": 10, "grand_epochs": None}
+
+    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
+        settings = self.proxy_settings()
+        repeats = int(self.params["repeats"])
+        if repeats < 1:
+            raise ValueError("grand: repeats must be at least 1")
+        epochs = self.params["grand_epochs"]
+        epochs = settings.epochs if epochs is None else int(epochs)
+        scores = torch.zeros(len(data), dtype=torch.float64)
+        for r in _bar(range(repeats), "grand proxies"):
+            proxy_seed = int(seed) + 10007 * r  # r = 0 shares the proxy of the other methods
+            if epochs == 0:  # GraNd at initialisation
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(proxy_seed)
+                    model = build_model(settings, data).to(device).eval()
+            else:
+                model = train_proxy(data, settings.replace(epochs=epochs), proxy_seed, device)
+            scores += grand_scores(model, data.images, data.labels, device)
+        scores /= repeats
+        chosen = top_per_class(scores, data.labels, data.num_classes, budget, seed)
+        sel = torch.cat(list(chosen.values()))
+        meta = {**self.proxy_meta(settings), "grand_epochs": epochs, "repeats": repeats,
+                "mean_score": float(scores.mean()), "mean_selected_score": float(scores[sel].mean())}
+        return select_per_class(data, chosen, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# CRAIG (Mirzasoleiman et al. 2020)
+# --------------------------------------------------------------------------------------------
+def craig_select(emb: torch.Tensor, resid: torch.Tensor, k: int, *, progress: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Facility location over ``max dist - dist`` of last-layer gradients (lazy greedy).
+
+    Returns ``(positions [k], weights [k] = cluster sizes, coverage F(S) / F(all))``.
+    """
+    dist = gradient_distances(emb.double(), resid.double())
+    sim = dist.max() - dist
+    sel, _gains = facility_location_lazy_greedy(sim, k, progress=progress, desc="craig greedy")
+    assign = nearest_assignment(sim, sel)
+    weights = torch.bincount(assign, minlength=k).double()
+    full = float(sim.max(dim=1).values.sum())
+    coverage = facility_location_value(sim, sel) / full if full > 0 else 1.0
+    return sel, weights, coverage
+
+
+class Craig(_ProxyMethod):
+    name = "craig"
+    description = ("Mirzasoleiman et al. 2020: per class, lazy-greedy facility location over last-layer "
+                   "gradient similarities (max dist - dist); weights = sizes of the selected points' clusters")
+    default_params = {"proxy": None}
+
+    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
+        settings = self.proxy_settings()
+        model = train_proxy(data, settings, seed, device)
+        emb, resid = last_layer_factors(model, data.images, data.labels, device)
+        chosen, weights, coverage = {}, {}, []
+        for c in _bar(range(data.num_classes), "craig classes"):
+            idx = data.class_indices(c)
+            pos, w, cov = craig_select(emb[idx.to(emb.device)], resid[idx.to(emb.device)], budget)
+            chosen[c] = idx[pos]
+            weights[c] = w
+            coverage.append(cov)
+        meta = {**self.proxy_meta(settings), "coverage_per_class": coverage}
+        return select_per_class(data, chosen, weights, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# GRAD-MATCH (Killamsetty et al. 2021)
+# --------------------------------------------------------------------------------------------
+def _nnls_ridge(q: np.ndarray, c: np.ndarray, lam: float) -> np.ndarray:
+    """argmin_{w >= 0} w^T (Q + lam I) w - 2 c^T w, via Cholesky and Lawson-Hanson NNLS."""
+    from scipy.optimize import nnls
+
+    k = q.shape[0]
+    mat = q + (lam + 1e-10 * max(1.0, float(np.abs(np.diag(q)).max(initial=0.0)))) * np.eye(k)
+    low = np.linalg.cholesky(mat)
+    d = np.linalg.solve(low, c)
+    w, _ = nnls(low.T, d, maxiter=50 * k + 100)
+    return w
+
+
+def omp_nonneg(kernel: torch.Tensor, k: int, lam: float = 0.5, tol: float = 1e-10
+               ) -> tuple[list[int], np.ndarray, list[float]]:
+    """Non-negative regularised OMP on a gradient kernel ``K = G G^T`` (class members as rows).
+
+    Target ``b = sum_i g_i`` (the class's full gradient). Each step adds the point most positively
+    correlated with the residual ``b - sum_S w_j g_j`` and refits ``w >= 0`` minimising
+    ``||sum_S w_j g_j - b||^2 + lam ||w||^2``. Stops early only if no point correlates positively
+    with the residual (or the residual vanishes). Returns ``(support, weights, residual norms after
+    each step)``.
+    """
+    kern = kernel.double().cpu()
+    n = kern.shape[0]
+    corr0 = kern.sum(1)                    # A^T b
+    bb = float(corr0.sum())                # ||b||^2
+    support: list[int] = []
+    w = np.zeros(0)
+    residuals: list[float] = []
+    for _ in range(min(k, n)):
+        proj = corr0.clone()
+        if support:
+            proj -= kern[:, support] @ torch.from_numpy(w)
+            proj[support] = -math.inf
+        j = int(torch.argmax(proj))
+        if not proj[j] > tol * max(1.0, abs(bb)):
+            break
+        support.append(j)
+        q = kern[support][:, support].numpy()
+        c = corr0[support].numpy()
+        w = _nnls_ridge(q, c, lam)
+        res2 = bb - 2.0 * float(w @ c) + float(w @ q @ w)
+        residuals.append(math.sqrt(max(res2, 0.0)))
+        if residuals[-1] <= tol * math.sqrt(max(bb, 1e-300)):
+            break
+    return support, w, residuals
+
+
+def gradmatch_select(emb: torch.Tensor, resid: torch.Tensor, k: int, lam: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """OMP support with its NNLS weights; zero-weight picks and an early stop are filled up to ``k``
+    with the points most correlated with the final residual, each with weight 1 (as CORDS does)."""
+    kern = gradient_gram(emb.double(), resid.double(), emb.double(), resid.double()).cpu()
+    support, w, residuals = omp_nonneg(kern, k, lam)
+    keep = [(j, float(wj)) for j, wj in zip(support, w) if wj > 0]
+    pos = [j for j, _ in keep]
+    weights = [wj for _, wj in keep]
+    filled = 0
+    if len(pos) < k:
+        corr0 = kern.sum(1)
+        proj = corr0 - (kern[:, support] @ torch.from_numpy(w) if support else 0.0)
+        proj[pos] = -math.inf
+        extra = torch.sort(proj, descending=True, stable=True).indices[: k - len(pos)].tolist()
+        pos += extra
+        weights += [1.0] * len(extra)
+        filled = len(extra)
+    info = {"residual": residuals[-1] if residuals else None,
+            "relative_residual": (residuals[-1] / math.sqrt(max(float(kern.sum()), 1e-300))) if residuals else None,
+            "filled": filled, "omp_steps": len(support)}
+    return torch.tensor(pos, dtype=torch.long), torch.tensor(weights, dtype=torch.float64), info
+
+
+class GradMatch(_ProxyMethod):
+    name = "gradmatch"
+    description = ("Killamsetty et al. 2021 (GRAD-MATCH): per class, non-negative regularised OMP choosing points "
+                   "whose weighted last-layer gradients match the class's full gradient; weights returned")
+    default_params = {"proxy": None, "lam": 0.5}
+
+    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
+        settings = self.proxy_settings()
+        lam = float(self.params["lam"])
+        if lam < 0:
+            raise ValueError("gradmatch: lam must be >= 0")
+        model = train_proxy(data, settings, seed, device)
+        emb, resid = last_layer_factors(model, data.images, data.labels, device)
+        chosen, weights, infos = {}, {}, []
+        for c in _bar(range(data.num_classes), "gradmatch classes"):
+            idx = data.class_indices(c)
+            dev_idx = idx.to(emb.device)
+            pos, w, info = gradmatch_select(emb[dev_idx], resid[dev_idx], budget, lam)
+            chosen[c] = idx[pos]
+            weights[c] = w
+            infos.append(info)
+        meta = {**self.proxy_meta(settings), "relative_residual_per_class": [i["relative_residual"] for i in infos],
+                "filled_per_class": [i["filled"] for i in infos]}
+        return select_per_class(data, chosen, weights, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# GLISTER-ONLINE (Killamsetty et al. 2021)
+# --------------------------------------------------------------------------------------------
+def _resid(emb: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    r = torch.softmax(emb @ weight.T + bias, dim=1)
+    r[torch.arange(r.shape[0], device=r.device), labels] -= 1.0
+    return r
+
+
+def glister_greedy(emb: torch.Tensor, labels: torch.Tensor, val_emb: torch.Tensor, val_labels: torch.Tensor,
+                   weight: torch.Tensor, bias: torch.Tensor, k: int, eta: float, *, progress: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Greedy GLISTER-ONLINE over the last layer ``theta = (W, b)`` with fixed embeddings.
+
+    Gain of candidate ``e`` at ``theta_S``: the first-order Taylor change of the mean validation
+    log-likelihood under one SGD step on ``e``, ``eta * <grad L_e(theta_S), grad L_V(theta_S)>``.
+    After each pick ``theta_S <- theta_S - eta * grad L_e(theta_S)`` and both gradients are
+    recomputed in closed form (exact for the last layer). Returns ``(positions, gains, thetas)`` with
+    ``thetas[t]`` the parameters before step ``t`` (and a final entry after the last step).
+    """
+    w = weight.detach().double().clone()
+    b = bias.detach().double().clone()
+    emb, val_emb = emb.double(), val_emb.double()
+    m = emb.shape[0]
+    available = torch.ones(m, dtype=torch.bool, device=emb.device)
+    picks, gains, thetas = [], [], [(w.clone(), b.clone())]
+    steps = _bar(range(k), "glister greedy") if progress else range(k)
+    for _ in steps:
+        rv = _resid(val_emb, val_labels, w, b)
+        gw = rv.T @ val_emb / val_emb.shape[0]          # dL_V/dW  [C, D]
+        gb = rv.mean(0)                                 # dL_V/db  [C]
+        r = _resid(emb, labels, w, b)                   # candidates' logit gradients at theta_S
+        g = eta * ((emb @ gw.T + gb) * r).sum(1)
+        g[~available] = -math.inf
+        j = int(torch.argmax(g))
+        picks.append(j)
+        gains.append(float(g[j]))
+        available[j] = False
+        w = w - eta * torch.outer(r[j], emb[j])
+        b = b - eta * r[j]
+        thetas.append((w.clone(), b.clone()))
+    return torch.tensor(picks, dtype=torch.long), torch.tensor(gains, dtype=torch.float64), thetas
+
+
+class Glister(_ProxyMethod):
+    name = "glister"
+    description = ("Killamsetty et al. 2021 (GLISTER-ONLINE): per class, greedy selection maximising the "
+                   "validation log-likelihood under a one-step Taylor approximation of the last layer, "
+                   "updating the parameters after each pick; validation = a seeded held-out split of train")
+    default_params = {"proxy": None, "val_fraction": 0.1, "eta": None}
+
+    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
+        settings = self.proxy_settings()
+        frac = float(self.params["val_fraction"])
+        if not 0.0 < frac < 1.0:
+            raise ValueError("glister: val_fraction must lie in (0, 1)")
+        eta = settings.lr if self.params["eta"] is None else float(self.params["eta"])
+        model = train_proxy(data, settings, seed, device)
+        emb, _ = last_layer_factors(model, data.images, data.labels, device)
+        weight, bias = model.classifier.weight.detach(), model.classifier.bias.detach()
+        labels = data.labels.to(emb.device)
+        gen = torch.Generator().manual_seed(int(seed) + 104729)
+        chosen, gains, overlap = {}, [], []
+        for c in _bar(range(data.num_classes), "glister classes"):
+            idx = data.class_indices(c)
+            idx = idx[torch.randperm(idx.numel(), generator=gen)]
+            n_val = max(1, int(round(frac * idx.numel())))
+            val, cand = idx[:n_val], idx[n_val:]
+            if cand.numel() < budget:  # class too small to hold out a split: candidates = whole class
+                cand = idx
+                overlap.append(c)
+            pos, g, _ = glister_greedy(emb[cand.to(emb.device)], labels[cand.to(emb.device)],
+                                       emb[val.to(emb.device)], labels[val.to(emb.device)], weight, bias,
+                                       budget, eta)
+            chosen[c] = cand[pos].sort().values
+            gains.append(float(g.sum()))
+        meta = {**self.proxy_meta(settings), "eta": eta, "val_fraction": frac,
+                "gain_sum_per_class": gains, "classes_without_holdout": overlap}
+        return select_per_class(data, chosen, meta=meta)
+
+
+@hookimpl
+def register_methods():
+    return [Forgetting, GraNd, Craig, GradMatch, Glister]

@@ -1,0 +1,208 @@
+"""Defining properties of forgetting, GraNd, Craig, GradMatch and Glister on tiny instances."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dcrobench.imageset import ImageSet
+from dcrobench.proxy import gradients_from_factors, train_proxy
+from dcrobench_plugins.coresets import gradient_methods as gm
+from dcrobench_plugins.coresets.submodular import (
+    facility_location_greedy,
+    facility_location_lazy_greedy,
+    facility_location_value,
+)
+
+PROXY = {"model": "mlp", "model_params": {"hidden": 16, "layers": 1}, "epochs": 2, "batch_size": 8, "lr": 0.05}
+CPU = torch.device("cpu")
+
+
+def tiny_set(n_per_class=12, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    images = torch.rand(labels.numel(), 1, 4, 4, generator=g) * 0.5
+    images[:, 0, 0, :] += labels[:, None].float() / (2 * classes)
+    return ImageSet(images.clamp(0, 1), labels, classes, "tiny")
+
+
+def random_factors(n=20, d=5, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, d, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, c, (n,), generator=g)
+    resid = torch.softmax(torch.randn(n, c, generator=g, dtype=torch.float64), 1)
+    resid[torch.arange(n), labels] -= 1
+    return emb, resid
+
+
+# ----------------------------------------------------------------------------------- forgetting
+def test_forgetting_counts_match_hand_built_trace():
+    trace = torch.tensor([  # rows = presentations (epochs), columns = examples
+        [1, 1, 0, 0, 1, 0],
+        [1, 0, 0, 1, 0, 1],
+        [1, 1, 0, 0, 0, 1],
+        [1, 0, 0, 0, 0, 1],
+        [1, 1, 0, 1, 0, 0],
+    ], dtype=torch.bool)
+    expected = torch.tensor([0, 2, math.inf, 1, 1, 1], dtype=torch.float64)
+    assert torch.equal(gm.forgetting_counts(trace), expected)
+
+
+def test_forgetting_keeps_most_forgotten_per_class_ties_by_seed(monkeypatch):
+    data = tiny_set(n_per_class=6, classes=2)
+    # counts per example: class 0 -> [0, 3, inf, 1, 1, 1]; class 1 -> [2, 0, 0, 0, 0, 5]
+    counts = [0, 3, math.inf, 1, 1, 1, 2, 0, 0, 0, 0, 5]
+    length = 12
+
+    def column(k):  # k forgetting events (1 -> 0 transitions); inf = never correct
+        if k == math.inf:
+            return [0] * length
+        return [1, 0] * k + [1] * (length - 2 * k)
+
+    trace = torch.tensor([column(k) for k in counts], dtype=torch.bool).T
+    assert gm.forgetting_counts(trace).tolist() == [float(c) for c in counts]
+    monkeypatch.setattr(gm, "train_proxy_with_trace", lambda *a, **k: (None, trace))
+    method = gm.Forgetting(proxy=PROXY)
+    picks = {s: set(method.run(data, 3, s, CPU).indices.tolist()) for s in range(6)}
+    for s, p in picks.items():
+        assert {2, 1} <= p and len(p & {3, 4, 5}) == 1    # inf, 3, then one of the tied 1s
+        assert {11, 6} <= p and len(p & {7, 8, 9, 10}) == 1
+    assert len({frozenset(p) for p in picks.values()}) > 1  # ties broken differently by seed
+    assert picks[0] == set(method.run(data, 3, 0, CPU).indices.tolist())
+
+
+# ----------------------------------------------------------------------------------- GraNd
+def test_grand_scores_equal_naive_per_sample_gradient_norms():
+    data = tiny_set(n_per_class=4)
+    model = train_proxy(data, PROXY, 0, CPU)
+    scores = gm.grand_scores(model, data.images, data.labels, CPU)
+    lin = model.classifier
+    for i in range(len(data)):
+        model.zero_grad()
+        F.cross_entropy(model(data.images[i:i + 1]), data.labels[i:i + 1]).backward()
+        naive = torch.sqrt(lin.weight.grad.pow(2).sum() + lin.bias.grad.pow(2).sum())
+        assert scores[i].item() == pytest.approx(naive.item(), rel=1e-4)
+
+
+def test_grand_averages_over_repeats_and_keeps_highest():
+    data = tiny_set()
+    result = gm.GraNd(proxy=PROXY, repeats=2).run(data, 4, 0, CPU)
+    seeds = [0, 10007]
+    mean = sum(gm.grand_scores(train_proxy(data, PROXY, s, CPU), data.images, data.labels, CPU) for s in seeds) / 2
+    for c in range(3):
+        idx = data.class_indices(c)
+        top = set(idx[mean[idx].argsort(descending=True)[:4]].tolist())
+        assert set(result.indices[result.labels == c].tolist()) == top
+
+
+# ----------------------------------------------------------------------------------- Craig
+def test_lazy_greedy_objective_equals_plain_greedy():
+    for seed in range(3):
+        x = torch.randn(60, 4, generator=torch.Generator().manual_seed(seed))
+        d = torch.cdist(x, x)
+        sim = d.max() - d
+        a, ga = facility_location_greedy(sim, 10)
+        b, gb = facility_location_lazy_greedy(sim, 10)
+        assert facility_location_value(sim, a) == pytest.approx(facility_location_value(sim, b), rel=1e-12)
+        assert torch.allclose(ga, gb) and torch.equal(a, b)
+        assert (ga[1:] <= ga[:-1] + 1e-9).all()          # diminishing returns
+        assert ga.sum().item() == pytest.approx(facility_location_value(sim, a), rel=1e-12)
+
+
+def test_craig_weights_are_cluster_sizes_summing_to_class_size():
+    emb, resid = random_factors(n=30)
+    pos, w, cov = gm.craig_select(emb, resid, 6)
+    assert w.sum().item() == 30 and (w >= 1).all() and 0 < cov <= 1
+    g = gradients_from_factors(emb, resid)
+    d = torch.cdist(g, g)
+    sim = d.max() - d
+    plain, _ = facility_location_greedy(sim, 6)
+    assert facility_location_value(sim, pos) == pytest.approx(facility_location_value(sim, plain), rel=1e-9)
+    nearest = d[:, pos].argmin(1)
+    assert torch.equal(w, torch.bincount(nearest, minlength=6).double())
+    data = tiny_set(n_per_class=10)
+    out = gm.Craig(proxy=PROXY).run(data, 3, 0, CPU)
+    for c in range(3):
+        assert out.weights[out.labels == c].sum().item() == 10
+
+
+# ----------------------------------------------------------------------------------- GradMatch
+def test_gradmatch_residual_decreases_with_budget():
+    emb, resid = random_factors(n=40, d=6, c=4, seed=1)
+    g = gradients_from_factors(emb, resid)
+    target = g.sum(0)
+    kern = g @ g.T
+    for lam in (0.0, 0.5):
+        support, w, residuals = gm.omp_nonneg(kern, 15, lam=lam)
+        assert len(support) == len(residuals) >= 10 and (w >= 0).all()
+        direct = torch.linalg.norm(torch.from_numpy(w) @ g[support] - target).item()
+        assert residuals[-1] == pytest.approx(direct, rel=1e-6)
+        objective = []
+        for k in range(1, len(support) + 1):
+            s, wk, r = gm.omp_nonneg(kern, k, lam=lam)
+            assert s == support[:k]
+            objective.append(r[-1] ** 2 + lam * float((wk ** 2).sum()))
+        assert all(b <= a + 1e-9 for a, b in zip(objective, objective[1:]))  # nested supports
+        if lam == 0.0:
+            assert all(b <= a + 1e-9 for a, b in zip(residuals, residuals[1:]))
+            assert residuals[-1] < 0.5 * residuals[0]
+    data = tiny_set(n_per_class=10)
+    out = gm.GradMatch(proxy=PROXY).run(data, 4, 0, CPU)
+    assert out.meta["per_class_counts"] == [4, 4, 4] and (out.weights >= 0).all() and out.weights.sum() > 0
+
+
+# ----------------------------------------------------------------------------------- Glister
+def _val_loglik(w, b, x, y):
+    return -F.cross_entropy(x @ w.T + b, y).item()
+
+
+def test_glister_gains_match_exact_objective_on_linear_model():
+    g = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(15, 4, generator=g, dtype=torch.float64), torch.randn(8, 4, generator=g, dtype=torch.float64)
+    y, yv = torch.randint(0, 3, (15,), generator=g), torch.randint(0, 3, (8,), generator=g)
+    w0, b0 = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    eta = 1e-4
+    picks, gains, thetas = gm.glister_greedy(x, y, xv, yv, w0, b0, 4, eta)
+    assert len(set(picks.tolist())) == 4
+    for t, j in enumerate(picks.tolist()):
+        w, b = thetas[t]
+        exact = []
+        for e in range(15):
+            wp, bp = w.clone().requires_grad_(), b.clone().requires_grad_()
+            F.cross_entropy(x[e:e + 1] @ wp.T + bp, y[e:e + 1]).backward()
+            exact.append(_val_loglik(w - eta * wp.grad, b - eta * bp.grad, xv, yv) - _val_loglik(w, b, xv, yv))
+            if e == j:  # the parameter update after the pick is one SGD step on the picked example
+                torch.testing.assert_close(thetas[t + 1][0], w - eta * wp.grad)
+                torch.testing.assert_close(thetas[t + 1][1], b - eta * bp.grad)
+        exact = torch.tensor(exact)
+        assert gains[t].item() == pytest.approx(exact[j].item(), rel=1e-3)
+        exact[picks[:t]] = -math.inf
+        assert int(exact.argmax()) == j
+
+
+def test_glister_method_exact_budget_and_holdout():
+    data = tiny_set(n_per_class=12)
+    out = gm.Glister(proxy=PROXY, val_fraction=0.25).run(data, 5, 0, CPU)
+    assert out.meta["per_class_counts"] == [5, 5, 5] and out.meta["classes_without_holdout"] == []
+    with pytest.raises(Exception, match="val_fraction"):
+        gm.Glister(proxy=PROXY, val_fraction=1.5).run(data, 5, 0, CPU)
+
+
+# ----------------------------------------------------------------------------------- all methods
+@pytest.mark.parametrize("cls", [gm.Forgetting, gm.GraNd, gm.Craig, gm.GradMatch, gm.Glister])
+def test_every_method_exact_per_class_budget(cls):
+    data = tiny_set(n_per_class=9)
+    extra = {"repeats": 2} if cls is gm.GraNd else {}
+    out = cls(proxy=PROXY, **extra).run(data, 4, 1, CPU)
+    assert out.meta["per_class_counts"] == [4, 4, 4]
+    assert out.indices.unique().numel() == 12
+    assert (out.weights is not None) == (cls in (gm.Craig, gm.GradMatch))
+    assert out.meta["params"]["proxy"] == PROXY
+    with pytest.raises(Exception, match="proxy setting"):
+        cls(proxy={"epoch": 3}).run(data, 4, 1, CPU)
+
+
+def test_registered():
+    names = {c.name for c in gm.register_methods()}
+    assert names == {"forgetting", "grand", "craig", "gradmatch", "glister"}
