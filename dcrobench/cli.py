@@ -155,6 +155,55 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
     click.echo(f"wrote {len(comp)} images ({comp.per_class_counts(res.dataset.num_classes)} per class) to {out}")
 
 
+@main.command()
+@click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="parallel tasks (processes or Ray tasks)")
+@click.option("--ray-address", help="connect to a running Ray cluster (default: start a local one)")
+@click.option("--device")
+@click.option("--threads", type=int, help="torch CPU threads per task")
+@click.option("--progress/--no-progress", default=None)
+def sweep(grid_file, results_dir, executor, workers, ray_address, device, threads, progress) -> None:
+    """Run every cell of a grid file; re-running resumes (finished records and stages are kept)."""
+    import functools
+
+    from .sweep import EXECUTORS, load_grid, run_sweep
+
+    try:
+        _common_setup(threads, device, progress)
+        grid = load_grid(grid_file)
+        if ray_address:
+            EXECUTORS["ray"] = functools.partial(EXECUTORS["ray"], address=ray_address)
+        summary = run_sweep(grid, results_dir, executor=executor, workers=workers, device=device, threads=threads,
+                            progress=progress, log=lambda m: click.echo(m, err=True))
+    except DcrobenchError as exc:
+        _fail(exc)
+    click.echo(f"grid {grid.name}: {summary['tasks']} tasks, {summary['already_done']} already done, {summary['ran']} run; "
+               f"stages computed {summary['computed']}, loaded {summary['loaded']}")
+
+
+@main.command()
+@click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--missing", is_flag=True, help="list only the cells still missing")
+def status(grid_file, results_dir, missing) -> None:
+    """What a grid has done and what is missing."""
+    from tabulate import tabulate
+
+    from .sweep import grid_status, load_grid
+
+    try:
+        rows = grid_status(load_grid(grid_file), results_dir)
+    except DcrobenchError as exc:
+        _fail(exc)
+    done = sum(r["done"] for r in rows)
+    shown = [r for r in rows if not (missing and r["done"])]
+    click.echo(tabulate([[*list(r.values())[:-1], "done" if r["done"] else "missing"] for r in shown],
+                        headers=["protocol", "method", "dataset", "budget", "model", "norm", "seed", "state"], tablefmt="simple"))
+    click.echo(f"\n{done} of {len(rows)} cells done, {len(rows) - done} missing")
+
+
 @main.group()
 def leaderboard() -> None:
     """Leaderboard tables from result records."""
@@ -178,6 +227,57 @@ def leaderboard_render(results_dir: Path, out: Path | None) -> None:
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text)
+
+
+def _publish_command(results_dir: Path, out_dir: Path) -> str:
+    return f"dcrobench leaderboard publish --results {results_dir} --out {out_dir}"
+
+
+@leaderboard.command("publish")
+@click.option("--results", "results_dir", default="leaderboard/records", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--plots/--no-plots", default=True)
+def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool) -> None:
+    """Paper-style tables (per protocol version, older versions archived), budget curves and PNG plots."""
+    from .leaderboard import publish
+    from .results import load_records
+    from .validation import check_records
+
+    try:
+        records = load_records(results_dir)
+        problems = check_records(records)
+        if problems:
+            raise DcrobenchError("refusing to publish invalid records:\n  " + "\n  ".join(problems))
+        written = publish(records, out_dir, _publish_command(results_dir, out_dir), plots=plots)
+    except DcrobenchError as exc:
+        _fail(exc)
+    click.echo("\n".join(f"wrote {w}" for w in written))
+
+
+@leaderboard.command("check")
+@click.option("--results", "results_dir", default="leaderboard/records", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def leaderboard_check(results_dir: Path, out_dir: Path) -> None:
+    """Fail on invalid records, on one cell claimed under different protocol hashes, or on stale markdown."""
+    from .leaderboard import INDEX_FILE, publish_markdown
+    from .results import load_records
+    from .validation import check_records
+
+    try:
+        records = load_records(results_dir)
+    except DcrobenchError as exc:
+        _fail(exc)
+    problems = check_records(records)
+    index = Path(out_dir) / INDEX_FILE
+    expected = publish_markdown(records, _publish_command(results_dir, out_dir))
+    if not index.exists():
+        problems.append(f"{index} is missing: run `{_publish_command(results_dir, out_dir)}`")
+    elif index.read_text() != expected:
+        problems.append(f"{index} is out of date with the records: run `{_publish_command(results_dir, out_dir)}`")
+    if problems:
+        click.echo("leaderboard check failed:\n  " + "\n  ".join(problems), err=True)
+        sys.exit(1)
+    click.echo(f"leaderboard ok: {len(records)} valid records, {index} up to date")
 
 
 if __name__ == "__main__":

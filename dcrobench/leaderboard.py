@@ -64,3 +64,168 @@ def render_markdown(records: Iterable[dict[str, Any]]) -> str:
                            tablefmt="github"), "",
                   f"protocol hash: {', '.join(hashes)}", ""]
     return "\n".join(parts)
+
+
+# --- publishing: paper-style tables, plots, archive --------------------------------------------
+KIND_TITLES = {"baseline": "Baseline", "selection": "Coreset", "condensation": "Condensation"}
+INDEX_FILE = "README.md"
+
+
+def _by_version(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["protocol"]["name"], r["protocol"]["version"])].append(r)
+    return groups
+
+
+def _cells(records: list[dict[str, Any]]) -> dict[tuple, dict[str, list[float]]]:
+    """(method, kind, dataset, budget, model, norm) -> standard / robust scores over seeds."""
+    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: {"standard": [], "robust": []})
+    for r in records:
+        key = (r["method"]["name"], r["method"].get("kind", ""), r["dataset"], r["budget"]["ipc"], r["model"], r["norm"])
+        cells[key]["standard"].append(r["scores"]["standard"])
+        cells[key]["robust"].append(r["scores"]["robust"])
+    return cells
+
+
+def _method_order(cells: dict[tuple, Any]) -> list[tuple[str, str]]:
+    methods = {(k[1], k[0]) for k in cells}
+    return [(m, kind) for kind, m in sorted(methods, key=lambda km: (KIND_ORDER.get(km[0], 9), km[1]))]
+
+
+def table1(records: list[dict[str, Any]], norm: str, model: str, budget: int | None) -> str:
+    """Methods x datasets, standard and robust score (paper Table 1), best robust score in bold."""
+    cells = {k: v for k, v in _cells(records).items() if k[5] == norm and k[4] == model and (k[3] == budget or k[3] is None)}
+    datasets = sorted({k[2] for k in cells})
+    best = {d: max((mean_std(v["robust"])[0] for k, v in cells.items() if k[2] == d and k[3] is not None), default=None)
+            for d in datasets}
+    rows = []
+    for method, kind in _method_order(cells):
+        for score in ("standard", "robust"):
+            row = [KIND_TITLES.get(kind, kind) if score == "standard" else "", method if score == "standard" else "",
+                   "STD" if score == "standard" else "ROB"]
+            for d in datasets:
+                found = [v for k, v in cells.items() if k[0] == method and k[2] == d]
+                if not found:
+                    row.append("–")
+                    continue
+                ms = mean_std(found[0][score])
+                text = fmt(ms)
+                is_budgeted = any(k[3] is not None for k in cells if k[0] == method and k[2] == d)
+                if score == "robust" and is_budgeted and best[d] is not None and ms[0] == best[d]:
+                    text = f"**{text}**"
+                row.append(text)
+            rows.append(row)
+    return tabulate(rows, headers=["type", "method", "score", *datasets], tablefmt="github")
+
+
+def budget_table(records: list[dict[str, Any]], dataset: str, model: str, norm: str) -> str:
+    """Methods x budgets, 'standard / robust' (paper Table 3 and the curves of Figs. 3-4)."""
+    cells = {k: v for k, v in _cells(records).items() if k[2] == dataset and k[4] == model and k[5] == norm}
+    budgets = sorted({k[3] for k in cells if k[3] is not None})
+    rows = []
+    for method, kind in _method_order(cells):
+        row = [method]
+        for b in budgets:
+            found = [v for k, v in cells.items() if k[0] == method and (k[3] == b or k[3] is None)]
+            row.append(f"{100 * mean_std(found[0]['standard'])[0]:.2f} / {100 * mean_std(found[0]['robust'])[0]:.2f}"
+                       if found else "–")
+        rows.append(row)
+    return tabulate(rows, headers=["method", *[f"{b}/class" for b in budgets]], tablefmt="github")
+
+
+def _combos(records: list[dict[str, Any]]) -> list[tuple[str, str, int | None]]:
+    return sorted({(r["norm"], r["model"], r["budget"]["ipc"]) for r in records if r["budget"]["ipc"] is not None},
+                  key=lambda c: (c[0] != "linf", c[0], c[1], c[2]))
+
+
+def version_section(name: str, version: int, records: list[dict[str, Any]], level: str = "##") -> list[str]:
+    hashes = sorted({r["protocol"]["hash"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    out = [f"{level} {name} v{version}", "",
+           f"{len(records)} records · seeds {', '.join(map(str, seeds))} · protocol hash(es) {', '.join(hashes)}", ""]
+    for norm, model, budget in _combos(records):
+        eps = sorted({f"{r['dataset']} {r['eps']:.4g}" for r in records if r["norm"] == norm})
+        out += [f"{level}# Scores, {norm}, {model}, {budget} images per class (ε: {'; '.join(eps)})", "",
+                table1(records, norm, model, budget), ""]
+    for dataset in sorted({r["dataset"] for r in records}):
+        for model in sorted({r["model"] for r in records if r["dataset"] == dataset}):
+            for norm in sorted({r["norm"] for r in records}):
+                sub = [r for r in records if r["dataset"] == dataset and r["model"] == model and r["norm"] == norm]
+                if len({r["budget"]["ipc"] for r in sub if r["budget"]["ipc"] is not None}) >= 2:
+                    out += [f"{level}# Standard / robust score by budget, {dataset}, {model}, {norm}", "",
+                            budget_table(sub, dataset, model, norm), ""]
+    plots = [spec[0] for spec in plot_specs(name, version, records)]
+    if plots:
+        out += [f"{level}# Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
+    return out
+
+
+def plot_specs(name: str, version: int, records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(file name, kind, dataset, norm or model) of every plot of one protocol version."""
+    specs = []
+    for dataset in sorted({r["dataset"] for r in records}):
+        for norm in sorted({r["norm"] for r in records if r["dataset"] == dataset}):
+            specs.append((f"{name}-v{version}-{dataset}-{norm}-scatter.png", "scatter", dataset, norm))
+        for model in sorted({r["model"] for r in records if r["dataset"] == dataset}):
+            if len({r["budget"]["ipc"] for r in records if r["dataset"] == dataset and r["model"] == model} - {None}) >= 2:
+                specs.append((f"{name}-v{version}-{dataset}-{model}-budget.png", "budget", dataset, model))
+    return specs
+
+
+def changelog_lines(versions: list[tuple[str, int]], records_by_version: dict) -> list[str]:
+    lines = []
+    for name in sorted({n for n, _ in versions}):
+        vs = sorted(v for n, v in versions if n == name)
+        for i, v in enumerate(vs):
+            hashes = sorted({r["protocol"]["hash"] for r in records_by_version[(name, v)]})
+            change = "first published" if i == 0 else f"protocol version changed from v{vs[i - 1]}; v{vs[i - 1]} archived"
+            lines.append(f"- {name} v{v} ({', '.join(hashes)}): {change}")
+    return lines
+
+
+def publish_markdown(records: list[dict[str, Any]], command: str) -> str:
+    groups = _by_version(records)
+    latest = {name: max(v for n, v in groups if n == name) for name, _ in groups}
+    parts = ["# dcrobench leaderboard", "",
+             "Generated from the result records by the command below — do not edit by hand; "
+             "`dcrobench leaderboard check` fails when this file is out of date.", "",
+             f"    {command}", "",
+             "Standard score: clean test accuracy of the standard-trained model. Robust score: accuracy of the "
+             "adversarially trained model under the pointwise worst case of every attack run (PGD, APGD-CE, "
+             "APGD-DLR). Mean ± std (population) over seeds, in %; **bold** = best robust score of a column "
+             "(the full-data baseline excluded). Protocol versions are never mixed.", ""]
+    for name in sorted(latest):
+        parts += version_section(name, latest[name], groups[(name, latest[name])])
+    archived = sorted(((n, v) for n, v in groups if v != latest[n]), reverse=True)
+    if archived:
+        parts += ["## Archive", ""]
+        for n, v in archived:
+            parts += version_section(n, v, groups[(n, v)], level="###")
+    parts += ["## Changelog", ""] + changelog_lines(list(groups), groups) + [""]
+    return "\n".join(parts)
+
+
+def publish(records: list[dict[str, Any]], out_dir, command: str, plots: bool = True) -> list[str]:
+    """Write the index markdown and the PNG plots; returns the files written."""
+    from pathlib import Path
+
+    from .fileio import atomic_write_text
+
+    out = Path(out_dir)
+    written = []
+    atomic_write_text(out / INDEX_FILE, publish_markdown(records, command))
+    written.append(str(out / INDEX_FILE))
+    if plots:
+        from .plots import budget_curves, scatter
+
+        for (name, version), recs in _by_version(records).items():
+            for fname, kind, dataset, which in plot_specs(name, version, recs):
+                path = out / "plots" / fname
+                title = f"{name} v{version} · {dataset} · {which}"
+                if kind == "scatter":
+                    scatter([r for r in recs if r["dataset"] == dataset and r["norm"] == which], path, title)
+                else:
+                    budget_curves([r for r in recs if r["dataset"] == dataset and r["model"] == which], path, title)
+                written.append(str(path))
+    return written

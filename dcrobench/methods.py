@@ -90,6 +90,8 @@ class CompressionMethod:
     description: ClassVar[str] = ""
     #: selection methods pick at most the class size; condensation methods may synthesise any number.
     budget_limited_by_class: ClassVar[bool] = True
+    #: ``False`` for methods that ignore the budget (the full set): records carry no budget then.
+    uses_budget: ClassVar[bool] = True
     #: ``True`` when the result depends on the seed (random, proxy-model based, condensation).
     uses_seed: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {}
@@ -112,7 +114,8 @@ class CompressionMethod:
 
     def run(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
         """Validate the request, call ``compress``, check the result and fill common metadata."""
-        check_budget(data, budget, self.budget_limited_by_class, self.name)
+        if self.uses_budget:
+            check_budget(data, budget, self.budget_limited_by_class, self.name)
         start = time.perf_counter()
         try:
             result = self.compress(data, budget, seed, device)

@@ -68,7 +68,7 @@ def resolve(req: RunRequest, regs: Registries) -> Resolved:
         method = cls(**req.protocol.method_params(req.method, cls.default_params))
         budget = req.budget if req.budget is not None else req.protocol.budget
         return Resolved(dataset, model_name, model_spec.build, attacks, req.method, method, None,
-                        budget if getattr(cls, "uses_budget", True) else None)
+                        budget if cls.uses_budget else None)
     compressed = CompressedSet.load(req.compressed_file)
     name = f"file:{Path(req.compressed_file).stem}"
     return Resolved(dataset, model_name, model_spec.build, attacks, name, None, compressed,
@@ -244,7 +244,8 @@ def _stage_seconds(key: str, lazy_model: Callable[[], Any], store: StageStore) -
 def make_record(req: RunRequest, res: Resolved, comp: CompressedSet, key: CellKey, eps: float,
                 std_eval: dict, adv_eval: dict, adv_info: dict, diagnostics: dict, cost: dict) -> dict[str, Any]:
     p = req.protocol
-    meta = json_safe({k: v for k, v in comp.meta.items() if k not in ("params", "per_class_counts")})
+    # params and counts have their own fields, time spent is under "cost"
+    meta = json_safe({k: v for k, v in comp.meta.items() if k not in ("params", "per_class_counts", "compress_s")})
     return {
         "schema_version": SCHEMA_VERSION,
         "dcrobench_version": __version__,

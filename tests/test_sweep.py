@@ -1,0 +1,117 @@
+"""Sweeps: resume after a kill without redoing stages, Ray = local, status."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dcrobench.cli import main
+from dcrobench.results import load_records, record_paths
+from dcrobench.sweep import load_grid, run_sweep
+from tests.helpers import TINY_PROTOCOL
+
+VOLATILE = ("cost", "env", "created_at", "_path")
+
+
+def write_grid(tmp_path, **over):
+    grid = {"name": "t", "protocol": TINY_PROTOCOL, "methods": ["random", "full"],
+            "grid": [{"datasets": ["digits"], "budgets": [5, 10], "models": ["mlp"], "norms": ["linf", "l2"], "seeds": [0, 1]}]}
+    grid.update(over)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def comparable(results_dir):
+    out = {}
+    for rec in load_records(results_dir):
+        key = (rec["method"]["name"], rec["budget"]["ipc"], rec["norm"], rec["seed"])
+        out[key] = {k: v for k, v in rec.items() if k not in VOLATILE}
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    grid = load_grid(write_grid(tmp))
+    summary = run_sweep(grid, tmp / "results", progress=False, log=lambda m: None)
+    assert summary["ran"] == 6 and summary["loaded"] == {}
+    return tmp / "results", summary
+
+
+def stage_files(results):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (results / "_stages").rglob("*") if p.is_file()}
+
+
+def test_killed_sweep_resumes_without_redoing_any_finished_stage(tmp_path, uninterrupted):
+    ref_results, ref_summary = uninterrupted
+    grid_file = write_grid(tmp_path)
+    results = tmp_path / "results"
+    env = dict(os.environ, DCROBENCH_TEST_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dcrobench.cli", "sweep", str(grid_file), "--results", str(results),
+                             "--threads", "1", "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(record_paths(results)) < 3 if results.exists() else time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(record_paths(results))
+    assert 3 <= done_before < 12, "the kill should land mid-sweep"
+    before = stage_files(results)
+    assert before
+
+    summary = run_sweep(load_grid(grid_file), results, progress=False, log=lambda m: None)
+    after = stage_files(results)
+    assert all(after[p] == before[p] for p in before), "a finished stage was rewritten"
+    assert sum(summary["loaded"].values()) > 0
+    total_computed = sum(ref_summary["computed"].values())
+    assert sum(summary["computed"].values()) < total_computed
+    assert comparable(results) == comparable(ref_results)  # same numbers as the uninterrupted sweep
+
+
+def test_an_extra_seed_reuses_every_existing_stage(tmp_path, uninterrupted):
+    ref_results, _ = uninterrupted
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(ref_results, results)
+    grid = write_grid(tmp_path, grid=[{"datasets": ["digits"], "budgets": [5, 10], "models": ["mlp"],
+                                       "norms": ["linf", "l2"], "seeds": [0, 1, 2]}])
+    summary = run_sweep(load_grid(grid), results, progress=False, log=lambda m: None)
+    assert summary["already_done"] == 6 and summary["ran"] == 3  # random b5, random b10, full for seed 2
+    assert summary["loaded"] == {}  # nothing of seeds 0-1 is even loaded
+    assert summary["computed"]["standard"] == 3 and summary["computed"]["adversarial"] == 6
+
+
+def test_ray_executor_gives_the_local_records(tmp_path, uninterrupted):
+    pytest.importorskip("ray")
+    ref_results, _ = uninterrupted
+    results = tmp_path / "results"
+    summary = run_sweep(load_grid(write_grid(tmp_path)), results, executor="ray", workers=2, threads=1,
+                        progress=False, log=lambda m: None)
+    assert summary["ran"] == 6
+    assert comparable(results) == comparable(ref_results)
+
+
+def test_status_lists_done_and_missing(tmp_path, uninterrupted):
+    ref_results, _ = uninterrupted
+    grid = write_grid(tmp_path, grid=[{"datasets": ["digits"], "budgets": [5, 10], "models": ["mlp"],
+                                       "norms": ["linf", "l2"], "seeds": [0, 1, 2]}])
+    res = CliRunner().invoke(main, ["status", str(grid), "--results", str(ref_results)])
+    assert res.exit_code == 0, res.output
+    assert "12 of 18 cells done, 6 missing" in res.output
+
+
+def test_grid_errors_are_clear(tmp_path):
+    bad = write_grid(tmp_path, method=["random"])
+    res = CliRunner().invoke(main, ["sweep", str(bad), "--results", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "Did you mean: methods" in res.output
+    res = CliRunner().invoke(main, ["sweep", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2 and "not found" in res.output
