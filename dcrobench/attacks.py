@@ -169,8 +169,7 @@ ATTACK_SETS = {
 
 
 def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, norm: str, eps: float,
-                        attacks: list[AttackSpec], settings: Any, seed: int, device: torch.device,
-                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        attacks: list[AttackSpec], settings: Any, seed: int, device: torch.device) -> dict[str, Any]:
     """Clean accuracy, each attack's accuracy and pointwise worst cases on the given test points.
 
     Every attack runs on every clean-correct point (not only on the survivors of earlier attacks),
@@ -184,9 +183,11 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
     clean = preds == labels
     correct["clean"] = clean
     idx = torch.nonzero(clean).flatten()
-    for k, attack in enumerate(attacks):
-        if progress:
-            progress(attack.name)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(attacks, desc=f"attacks {norm}", leave=False, disable=None)
+    for k, attack in enumerate(bar):
+        bar.set_postfix(attack=attack.name)
         ok = clean.clone()
         for start in range(0, idx.numel(), bs):
             b = idx[start:start + bs]

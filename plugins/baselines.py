@@ -14,7 +14,9 @@ class Full(CompressionMethod):
     kind = "baseline"
     description = "the raw training set (no compression; the budget is ignored)"
     uses_seed = False
+    uses_budget = False
     budget_limited_by_class = False
+    cache_stage = False  # a copy of the training set is not worth storing
 
     def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
         return CompressedSet(data.images, data.labels, indices=torch.arange(len(data)))
