@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -7,8 +8,11 @@ import torch
 def pytest_configure(config):
     # Two shared cores: more threads than free cores slows small models by orders of magnitude.
     torch.set_num_threads(int(os.environ.get("DCROBENCH_TEST_THREADS", "1")))
+    # Module-scoped fixtures run before per-test fixtures: keep even those out of ~/.cache.
+    os.environ["DCROBENCH_CACHE"] = tempfile.mkdtemp(prefix="dcrobench-test-cache-")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _isolated_cache(tmp_path, monkeypatch):
+    """Each test gets an empty cache, so no test sees another's proxy models or solutions."""
+    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path / "cache"))
