@@ -12,9 +12,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example-plugin"
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory):
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "example-plugin"
+    shutil.copytree(EXAMPLE, source)  # building writes build/ and egg-info next to the sources
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
     return env
 
