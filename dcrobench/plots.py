@@ -9,9 +9,6 @@ from typing import Any
 
 from .leaderboard import KIND_ORDER, mean_std
 
-MARKERS = {"baseline": "s", "selection": "o", "condensation": "^"}
-
-
 def _figure():
     import matplotlib
 
@@ -30,24 +27,36 @@ def _save(fig, path: Path) -> None:
 
 
 def scatter(records: list[dict[str, Any]], path: Path, title: str) -> None:
-    """One point per (method, budget, model): mean standard vs mean robust score, with std error bars."""
+    """Mean standard vs mean robust score with std error bars: colour = method, marker = budget."""
     plt = _figure()
-    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: {"standard": [], "robust": [], "kind": ""})
+    from matplotlib.lines import Line2D
+
+    groups: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"standard": [], "robust": [], "kind": ""})
     for r in records:
         g = groups[(r["method"]["name"], r["budget"]["ipc"], r["model"])]
         g["standard"].append(100 * r["scores"]["standard"])
         g["robust"].append(100 * r["scores"]["robust"])
         g["kind"] = r["method"].get("kind", "")
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for (method, budget, model), g in sorted(groups.items(), key=lambda kv: (KIND_ORDER.get(kv[1]["kind"], 9), kv[0][0], kv[0][1] or 0)):
+    methods = sorted({m for m, _, _ in groups}, key=lambda m: (KIND_ORDER.get(next(g["kind"] for k, g in groups.items() if k[0] == m), 9), m))
+    budgets = sorted({b for _, b, _ in groups if b is not None})
+    cmap = plt.get_cmap("tab20")
+    color = {m: cmap(i % 20) for i, m in enumerate(methods)}
+    shapes = "osD^vP*Xph"
+    marker = {b: shapes[i % len(shapes)] for i, b in enumerate(budgets)}
+    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    for (method, budget, _model), g in groups.items():
         (xs, xe), (ys, ye) = mean_std(g["standard"]), mean_std(g["robust"])
-        label = method if budget is None else f"{method} ({budget})"
-        ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=MARKERS.get(g["kind"], "D"), capsize=3, label=label)
+        ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=marker.get(budget, "*"), color=color[method], capsize=3,
+                    markersize=9 if budget is None else 6)
+    handles = [Line2D([], [], color=color[m], marker="o", linestyle="", label=m) for m in methods]
+    handles += [Line2D([], [], color="black", marker=marker[b], linestyle="", label=f"{b} / class") for b in budgets]
+    if any(b is None for _, b, _ in groups):
+        handles.append(Line2D([], [], color="black", marker="*", markersize=9, linestyle="", label="full set"))
     ax.set_xlabel("standard score (%)")
     ax.set_ylabel("robust score (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(handles=handles, fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
     plt.close(fig)
 
