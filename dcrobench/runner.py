@@ -199,8 +199,9 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
             std_eval = evaluate(std_key, lambda: std_model()[0], norm, eps, seed)
 
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
+            eta = comp.meta.get("eta_per_class") if adv_info["radius"] == "eps+eta" else None
             adv_key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial),
-                                     norm, radius.tolist(), seed)
+                                     norm, eps, adv_info["radius"], eta, seed)
             adv_model = _lazy(lambda: store.model(
                 adv_key, lambda: build_model(res, p, seed).to(req.device),
                 lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
