@@ -115,3 +115,11 @@ def test_grid_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "Did you mean: methods" in res.output
     res = CliRunner().invoke(main, ["sweep", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_local_process_pool_gives_the_sequential_records(tmp_path, uninterrupted):
+    ref_results, _ = uninterrupted
+    results = tmp_path / "results"
+    summary = run_sweep(load_grid(write_grid(tmp_path)), results, workers=2, threads=1, progress=False, log=lambda m: None)
+    assert summary["ran"] == 6
+    assert comparable(results) == comparable(ref_results)
