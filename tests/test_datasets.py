@@ -144,3 +144,15 @@ def test_stratified_subset_is_fixed_and_balanced():
     a, b = stratified_subset(test, 500), stratified_subset(test, 500)
     assert len(a) == 500 and a.class_counts() == [50] * 10
     assert torch.equal(a.images, b.images)
+
+
+def test_embedded_tensor_cache_round_trips_and_heals(tmp_path, monkeypatch):
+    from dcrobench.cache import cache_dir
+
+    first, _ = load_dataset(SPECS["digits"], None, False)
+    (entry,) = cache_dir("datasets").glob("digits-*.pt")
+    cached, _ = load_dataset(SPECS["digits"], None, False)
+    assert cached.fingerprint() == first.fingerprint()
+    entry.write_bytes(b"damaged")
+    healed, _ = load_dataset(SPECS["digits"], None, False)
+    assert healed.fingerprint() == first.fingerprint()
