@@ -211,3 +211,21 @@ def test_registered_as_plugin():
     regs = build_registries()
     assert regs.methods.get("mcs") is Mcs
     assert Mcs.uses_seed is False and Mcs.kind == "selection"
+
+
+def test_lp_bound_and_cutoff_milp_on_small_covers():
+    from dcrobench_plugins.mcs import setcover
+
+    rng = np.random.default_rng(4)
+    for _ in range(6):
+        a = rng.random((9, 8)) < 0.3
+        a[np.arange(8), np.arange(8)] = True  # every row coverable
+        a[8, rng.integers(0, 8)] = True
+        best = next(m for m in range(1, 9) if any(a[:, list(c)].any(1).all()
+                                                 for c in itertools.combinations(range(8), m)))
+        assert setcover.lp_bound(a) <= best + 1e-9  # LP relaxation is a valid lower bound
+        res = setcover.solve_milp(a, target=best - 0.5, cutoff=best - 0.5)  # no cover this small
+        assert not res.chosen or len(res.chosen) >= best
+        assert res.status in ("infeasible", "optimal", "unknown")
+        ok = setcover.solve_milp(a, target=best + 0.5, cutoff=best + 0.5)
+        assert ok.chosen and len(ok.chosen) <= best and a[:, ok.chosen].any(1).all()

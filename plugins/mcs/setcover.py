@@ -140,6 +140,39 @@ def packing_bound(a: np.ndarray) -> int:
     return count
 
 
+FAST_MIP_OPTIONS = {
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_pscost_minreliable": 0,
+}
+
+
+def lp_bound(a: np.ndarray) -> float:
+    """LP relaxation of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` (HiGHS simplex): a lower bound.
+
+    Returns 0.0 when the LP fails (a bound that never wrongly prunes).
+    """
+    import highspy
+    import scipy.sparse as sp
+
+    r, c = a.shape
+    if r == 0:
+        return 0.0
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.addVars(c, np.zeros(c), np.ones(c))
+    h.changeColsCost(c, np.arange(c, dtype=np.int32), np.ones(c))
+    m = sp.csr_matrix(a.astype(np.float64))
+    h.addRows(r, np.ones(r), np.full(r, highspy.kHighsInf), m.nnz, m.indptr[:-1].astype(np.int32),
+              m.indices.astype(np.int32), m.data)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return 0.0
+    return float(h.getInfo().objective_function_value)
+
+
 @dataclass
 class MilpResult:
     status: str  # "optimal" | "feasible" | "infeasible" | "unknown"
@@ -150,7 +183,8 @@ class MilpResult:
 
 
 def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float | None = None,
-               threads: int = 1, stop_at_first: bool = False, target: float | None = None) -> MilpResult:
+               threads: int = 1, stop_at_first: bool = False, target: float | None = None,
+               cutoff: float | None = None) -> MilpResult:
     """``min sum(s) s.t. A s >= 1`` (and ``sum(s) <= max_size`` when given) with Pyomo + HiGHS.
 
     ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``).
@@ -173,10 +207,16 @@ def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float 
     if max_size is not None:
         model.card = pyo.Constraint(expr=pyo.quicksum(model.s[j] for j in range(c)) <= max_size)
     options = {"threads": int(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
+    # Measured on the MNIST-1,500 set-cover decisions (177 rows x 1,329 columns): the sub-MIP
+    # heuristics (RINS/RENS/root reduced cost) and reliability strong branching spent ~90% of the
+    # time; without them the same B&B closes in ~1.5 s instead of ~15 s.
+    options.update(FAST_MIP_OPTIONS)
     if stop_at_first:
         options["mip_max_improving_sols"] = 1
     if target is not None:  # stop as soon as a cover of size <= target is found
         options["objective_target"] = float(target)
+    if cutoff is not None:  # prune every node whose bound exceeds cutoff (a decision question)
+        options["objective_bound"] = float(cutoff)
     solver = SolverFactory("highs")
     res = solver.solve(model, time_limit=None if time_limit is None else max(0.05, float(time_limit)),
                        load_solutions=False, raise_exception_on_nonoptimal_result=False,
@@ -203,7 +243,8 @@ def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float 
     return MilpResult(status, chosen, obj, bound, seconds)
 
 
-def local_search(a: np.ndarray, start: list[int], k: int, *, iters: int = 400, seed: int = 0) -> list[int] | None:
+def local_search(a: np.ndarray, start: list[int], k: int, *, iters: int = 400, seed: int = 0,
+                 seconds: float | None = 0.5) -> list[int] | None:
     """Swap-based search for k columns covering every row (weighted-row local search).
 
     Moves replace one chosen column by another, minimising the weighted number of uncovered rows;
@@ -235,7 +276,10 @@ def local_search(a: np.ndarray, start: list[int], k: int, *, iters: int = 400, s
     if len(chosen) < k:
         return None
     tabu = np.full(c, -1, dtype=np.int64)
+    stop = None if seconds is None else time.perf_counter() + float(seconds)
     for it in range(iters):
+        if stop is not None and time.perf_counter() > stop:
+            break  # profiled: uncapped, it took ~40% of a 60 s k-MCS run for little gain
         unc = cnt == 0
         if not unc.any():
             return chosen
