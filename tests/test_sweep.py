@@ -1,12 +1,10 @@
 """Sweeps: resume after a kill without redoing stages, Ray = local, status."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
