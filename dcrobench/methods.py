@@ -38,9 +38,6 @@ class CompressedSet:
     def per_class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels.cpu(), minlength=num_classes).tolist()
 
-    def to_imageset(self, num_classes: int, name: str = "") -> ImageSet:
-        return ImageSet(self.images, self.labels, num_classes, name)
-
     def save(self, path: str | Path) -> None:
         """Tensors plus JSON metadata, readable with ``torch.load(weights_only=True)``."""
         from .fileio import atomic_torch_save
