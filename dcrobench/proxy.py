@@ -218,15 +218,21 @@ def embeddings(model: nn.Module, images: torch.Tensor, device: torch.device | st
 
 
 @torch.no_grad()
+def logit_residuals(model: nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``softmax(classifier(emb)) - onehot(y)`` ``[N, C]`` from embeddings already computed."""
+    lin = model.classifier
+    emb = emb.to(lin.weight.device, lin.weight.dtype)
+    resid = torch.softmax(lin(emb), dim=1)
+    resid[torch.arange(resid.shape[0], device=resid.device), labels.to(resid.device)] -= 1.0
+    return resid
+
+
+@torch.no_grad()
 def last_layer_factors(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
                        batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """``(embedding [N, D], softmax - onehot [N, C])``: the two factors of the last-layer gradients."""
-    device = torch.device(device)
-    emb = embeddings(model, images, device, batch_size)
-    logits = model.classifier(emb)
-    resid = torch.softmax(logits, dim=1)
-    resid[torch.arange(resid.shape[0], device=device), labels.to(device)] -= 1.0
-    return emb, resid
+    emb = embeddings(model, images, torch.device(device), batch_size)
+    return emb, logit_residuals(model, emb, labels)
 
 
 def logit_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
@@ -278,6 +284,6 @@ def gradient_distances(emb: torch.Tensor, resid: torch.Tensor, block: int = 2048
 
 __all__ = [
     "ProxySettings", "train_proxy", "train_proxy_with_trace", "embeddings", "last_layer_gradients",
-    "last_layer_factors", "logit_gradients", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
+    "last_layer_factors", "logit_residuals", "logit_gradients", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
     "gradient_distances", "build_model", "channel_stats", "proxy_cache_path",
 ]

@@ -48,6 +48,9 @@ from dcrobench.errors import MethodError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
+from dcrobench.proxy import gradients_from_factors, logit_residuals
+
+from .submodular import facility_location_value
 
 BLOCK = 4096  # rows per block when a class's pairwise quantities are reduced block by block
 
@@ -135,11 +138,6 @@ def graph_cut_value(sim: torch.Tensor, selected: torch.Tensor, lam: float) -> fl
     """submodlib's graph cut f(S) = sum_{i in V, j in S} s_ij - lam sum_{i, j in S} s_ij."""
     s = selected.long()
     return float(sim[:, s].sum() - lam * sim[s][:, s].sum())
-
-
-def facility_location_value(sim: torch.Tensor, selected: torch.Tensor) -> float:
-    """f(S) = sum_{i in V} max_{j in S} s_ij."""
-    return float(sim[:, selected.long()].max(1).values.sum())
 
 
 class _GraphCut:
@@ -242,20 +240,6 @@ def graph_cut_lazy_greedy(x: torch.Tensor, k: int, lam: float, batch: int = 32,
 
     order, value, evals = lazy_greedy(x.shape[0], k, oracle, batch=batch, progress=progress)
     return torch.tensor(order, dtype=torch.long), value, evals
-
-
-def last_layer_gradients(model: torch.nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample gradient of the cross-entropy w.r.t. the last linear layer from embeddings:
-    ``(softmax(z) - onehot(y)) (outer) [h, 1]``, flattened to ``[N, C (D + 1)]``
-    (layout of ``dcrobench.proxy.gradients_from_factors``: per class, weight row then bias)."""
-    from dcrobench.proxy import gradients_from_factors
-
-    with torch.no_grad():
-        lin = model.classifier
-        emb = emb.to(lin.weight.device, lin.weight.dtype)
-        resid = torch.softmax(lin(emb), dim=1)
-        resid[torch.arange(emb.shape[0], device=emb.device), labels.to(emb.device)] -= 1.0
-        return gradients_from_factors(emb, resid)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,7 +348,7 @@ class _SubmodularSelection(_EmbeddingSelection):
 
     def _features(self, model, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.params["features"] == "gradient":
-            return last_layer_gradients(model, x, labels)
+            return gradients_from_factors(x, logit_residuals(model, x, labels))
         return x
 
     def _meta(self) -> dict[str, Any]:
