@@ -27,12 +27,15 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -19,11 +19,11 @@ def _figure():
 
 
 def _save(fig, path: Path) -> None:
-    from .fileio import _atomic_write
+    from .fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    _atomic_write(Path(path), lambda fh: fh.write(buf.getvalue()))
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def scatter(records: list[dict[str, Any]], path: Path, title: str) -> None:
