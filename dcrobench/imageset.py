@@ -37,6 +37,11 @@ class ImageSet:
     def class_indices(self, label: int) -> torch.Tensor:
         return torch.nonzero(self.labels == label, as_tuple=False).flatten()
 
+    def channel_stats(self, floor: float = 1e-6) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std (std floored so a constant channel cannot divide by 0)."""
+        x = self.images.detach().float()
+        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(floor).tolist()
+
     def subset(self, indices: torch.Tensor) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.num_classes, self.name)
 

@@ -93,14 +93,6 @@ class ProxySettings:
         return cls(**kwargs)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of ``[N, C, H, W]`` images (std floored to avoid division by 0)."""
-    x = images.detach().float()
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    return mean.tolist(), std.tolist()
-
-
 def build_model(settings: ProxySettings, data: ImageSet) -> nn.Module:
     from .models import BUILTIN_MODELS
 
@@ -108,7 +100,7 @@ def build_model(settings: ProxySettings, data: ImageSet) -> nn.Module:
     if settings.model not in specs:
         raise ValueError(f"unknown proxy model '{settings.model}'; available: {', '.join(sorted(specs))}")
     channels, height, _width = data.shape
-    mean, std = channel_stats(data.images)
+    mean, std = data.channel_stats()
     return specs[settings.model].build(channels, height, data.num_classes, mean, std, **settings.model_params)
 
 
@@ -285,5 +277,5 @@ def gradient_distances(emb: torch.Tensor, resid: torch.Tensor, block: int = 2048
 __all__ = [
     "ProxySettings", "train_proxy", "train_proxy_with_trace", "embeddings", "last_layer_gradients",
     "last_layer_factors", "logit_residuals", "logit_gradients", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
-    "gradient_distances", "build_model", "channel_stats", "proxy_cache_path",
+    "gradient_distances", "build_model", "proxy_cache_path",
 ]
