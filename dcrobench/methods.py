@@ -89,6 +89,8 @@ class CompressionMethod:
     budget_limited_by_class: ClassVar[bool] = True
     #: ``False`` for methods that ignore the budget (the full set): records carry no budget then.
     uses_budget: ClassVar[bool] = True
+    #: ``False`` when storing the compressed set in the stage cache costs more than recomputing it.
+    cache_stage: ClassVar[bool] = True
     #: ``True`` when the result depends on the seed (random, proxy-model based, condensation).
     uses_seed: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {}

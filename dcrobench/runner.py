@@ -182,7 +182,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
 
     for seed in todo:
         ckey = compress_key(res, train_set, seed)
-        cache_compressed = res.compressed is None and getattr(res.method, "cache_stage", True)
+        cache_compressed = res.method is not None and res.method.cache_stage
         comp = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device), store=cache_compressed)
 
         std_key = StageStore.key("standard", ckey, model_id, json_safe(settings), seed)
