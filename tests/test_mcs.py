@@ -188,7 +188,6 @@ def test_time_limit_returns_cover_with_certified_gap():
     assert len(sol.centers) == 5
     assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)
     assert 0.0 <= sol.lower_bound <= sol.eta and sol.gap >= 0.0
-    assert sol.lower_bound <= brute_k(d, 2) + 1e-12 or True  # bound is never above the optimum
     exact = solve_k_mcs(DistanceOracle(x, "l2"), 5)
     assert sol.lower_bound <= exact.eta + 1e-12 <= sol.eta + 2e-12
 
