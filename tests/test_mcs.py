@@ -228,3 +228,62 @@ def test_lp_bound_and_cutoff_milp_on_small_covers():
         assert res.status in ("infeasible", "optimal", "unknown")
         ok = setcover.solve_milp(a, target=best + 0.5, cutoff=best + 0.5)
         assert ok.chosen and len(ok.chosen) <= best and a[:, ok.chosen].any(1).all()
+
+
+def test_cover_search_finds_planted_covers_and_keeps_its_scores_exact():
+    from dcrobench_plugins.mcs import coversearch
+
+    rng = np.random.default_rng(11)
+    for trial in range(5):
+        rows, cols, k = 120, 60, 6
+        a = rng.random((rows, cols)) < 0.08
+        planted = rng.choice(cols, size=k, replace=False)
+        part = rng.integers(0, k, size=rows)  # every row belongs to one planted column
+        a[np.arange(rows), planted[part]] = True
+        cover, w = coversearch.cover_search(a, k, [], seconds=30.0, max_steps=20000, seed=trial)
+        assert cover is not None and len(cover) <= k and a[:, cover].any(1).all()
+        assert w.shape == (rows,) and (w >= 1).all()
+    # the incremental gain / loss / owner bookkeeping equals a recomputation after many moves
+    a = rng.random((50, 30)) < 0.2
+    st = coversearch._State(a, None)
+    for t, j in enumerate([3, 7, 11, 19, 25]):
+        st.add(j, t)
+    for t, (out, inn) in enumerate([(7, 8), (19, 2), (3, 29), (8, 7)], start=10):
+        st.remove(out, t)
+        st.add(inn, t)
+        st.w[st.cnt == 0] += 1.0
+        st.gain += st.af[st.cnt == 0].sum(0)
+    af = a.astype(float)
+    cnt = af[:, st.chosen].sum(1)
+    assert np.array_equal(cnt, st.cnt)
+    assert np.allclose(st.gain, (st.w * (cnt == 0)) @ af)
+    for c in st.chosen:
+        assert st.loss[c] == pytest.approx(float((st.w * ((cnt == 1) & a[:, c])).sum()))
+    one = cnt == 1
+    assert np.array_equal(st.owner_sum[one], np.array([st.chosen[int(np.argmax(af[i, st.chosen]))]
+                                                       for i in np.flatnonzero(one)]))
+
+
+def test_cover_search_reports_failure_when_k_columns_cannot_cover():
+    from dcrobench_plugins.mcs import coversearch
+
+    a = np.eye(8, dtype=bool)  # 8 disjoint singletons need 8 columns
+    cover, _ = coversearch.cover_search(a, 7, [0, 1], seconds=5.0, max_steps=500)
+    assert cover is None
+    cover, _ = coversearch.cover_search(a, 8, [], seconds=5.0, max_steps=500)
+    assert sorted(cover) == list(range(8))
+
+
+def test_k_mcs_exact_without_the_full_matrix(monkeypatch):
+    """Classes too large for the whole matrix run the local search on W with row generation."""
+    from dcrobench_plugins.mcs import solver
+
+    monkeypatch.setattr(solver, "_FULL_MATRIX_ENTRIES", 0)
+    for x in instances(21, 6, n_max=30):
+        d = ref_dist(x, "l2")
+        for k in (2, 3):
+            if k >= x.shape[0]:
+                continue
+            sol = solve_k_mcs(DistanceOracle(torch.tensor(x), "l2"), k)
+            assert sol.optimal and sol.eta == pytest.approx(brute_k(d, k), abs=1e-9)
+            assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)

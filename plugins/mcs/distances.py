@@ -75,7 +75,9 @@ class DistanceOracle:
         return out
 
     def full(self) -> np.ndarray:
-        return self.rows(np.arange(self.n))
+        """The whole matrix, exactly symmetric (the two float paths may differ in the last bit)."""
+        d = self.rows(np.arange(self.n))
+        return np.minimum(d, d.T)
 
 
 def pairwise(x: torch.Tensor, y: torch.Tensor, metric: str = "l2") -> np.ndarray:

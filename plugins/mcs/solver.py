@@ -12,10 +12,12 @@ cover found so far (greedy farthest-first to start, then every cover found), by 
 decision at radius ``r`` is proved infeasible on ``W`` (packing bound or MILP) or found feasible
 (greedy set cover or MILP), and then checked on all points.
 
-Phases of ``solve_k_mcs``: (1) primal descent with heuristics only (greedy / time-capped local
-search); (2) cheap-bound bisection (reductions, packing bound, LP relaxation; no MILP) that raises
-the certified lower bound; (3) MILP bisection (HiGHS with sub-MIP heuristics and strong branching
-off, objective cutoff k + 0.5 so infeasible radii are pruned by bound).
+Phases of ``solve_k_mcs``: (1) primal descent with the row-weighting local search of
+``coversearch`` on the whole matrix (or on W when the class is too large for it); (2) cheap-bound
+bisection (reductions, packing bound, LP relaxation with LP row generation; no MILP) that raises
+the certified lower bound; (3) MILP decisions (HiGHS with sub-MIP heuristics and strong branching
+off, objective cutoff k + 0.5 so infeasible radii are pruned by bound), the first just below the
+incumbent, then bisection.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import setcover
+from . import coversearch, setcover
 from .distances import DistanceOracle
 
-SOLVER_VERSION = "mcs-rowgen-6"
+SOLVER_VERSION = "mcs-rowgen-7"
 _log = logging.getLogger(__name__)
 
 
@@ -73,9 +75,10 @@ class McsSolution:
 class _Covering:
     """Incremental state: working set rows of D and per-centre distance columns."""
 
-    def __init__(self, oracle: DistanceOracle) -> None:
+    def __init__(self, oracle: DistanceOracle, full: np.ndarray | None = None) -> None:
         self.o = oracle
         self.n = oracle.n
+        self.full = full  # the whole (symmetric) distance matrix, when it is small enough
         self.w: list[int] = []
         self.w_pos = np.full(self.n, -1, dtype=np.int64)
         self.dw = np.zeros((0, self.n))
@@ -86,7 +89,7 @@ class _Covering:
         pts = list(dict.fromkeys(pts))
         if not pts:
             return
-        rows = self.o.rows(pts)
+        rows = self.full[pts] if self.full is not None else self.o.rows(pts)
         # one value per (point, centre) pair: distances already used through a column win
         for j, col in self.col_cache.items():
             rows[:, j] = col[pts]
@@ -96,6 +99,8 @@ class _Covering:
 
     def column(self, j: int) -> np.ndarray:
         """d(., j) for all points; points of W use their W-row values (one source of truth)."""
+        if self.full is not None:
+            return self.full[j]  # symmetric: row j is column j
         col = self.col_cache.get(j)
         if col is None:
             col = self.o.rows([j])[0]
@@ -175,7 +180,7 @@ class _Deadline:
 
 
 def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, threads: int, stats: dict,
-            hint: list[int] | None = None, heuristic_only: bool = False):
+            hint: list[int] | None = None):
     """Can the rows of ``dw`` be covered by <= k centres within r? -> (True, cols) | (False, None) | (None, None)."""
     a = dw <= r
     # cheap reductions for the heuristics; dominance (costly on wide W) only before a MILP
@@ -199,12 +204,12 @@ def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, threads: int,
     if hint:
         pos = {int(cj): t for t, cj in enumerate(red.cols)}
         start = [pos[h] for h in hint if h in pos]
-        ls = setcover.local_search(red.a, start, kr)
+        ls, _ = coversearch.cover_search(red.a, kr, start, seconds=0.5, max_steps=100 + 20 * red.a.shape[0])
         if ls is not None:
             stats["by_local_search"] += 1
             return True, list(red.fixed) + [int(red.cols[j]) for j in ls]
     left = deadline.left()
-    if heuristic_only or (left is not None and left <= 0):
+    if left is not None and left <= 0:
         return None, None
     sub = setcover.reduce(red.a, red.cols, dominance=not cheap)
     if sub.infeasible or len(sub.fixed) > kr:
@@ -236,40 +241,150 @@ def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, threads: int,
     return None, None
 
 
-#: relative bracket below which the k-MCS search tests the radius just below the incumbent
-_CLOSE = 0.0  # 0.005 measured worse: it descends one candidate at a time when ub is not yet optimal
-
-
-def _cheap_infeasible(dw: np.ndarray, r: float, k: int, stats: dict) -> bool:
+def _cheap_infeasible(cov: _Covering, r: float, k: int, stats: dict, add_limit: int, rounds: int = 12) -> bool:
     """True when reductions, the packing bound or the LP relaxation prove: no k centres cover
-    the rows of ``dw`` within r (False = not proved)."""
-    a = dw <= r
-    cheap = float(a.shape[0]) * a.shape[1] * a.shape[1] <= 1e9
-    red = setcover.reduce(a, dominance=cheap)  # full dominance measured useless here (mnist5k:
-    # 4,557 of 4,557 distinct columns non-dominated at W=622) and ~0.2 s a call
-    if red.infeasible or len(red.fixed) > k:
-        return True
-    kr = k - len(red.fixed)
-    if red.a.shape[0] == 0:
-        return False
-    if kr == 0 or setcover.packing_bound(red.a) > kr:
-        return True
-    t = time.perf_counter()
-    lp = setcover.lp_bound(red.a)
-    stats["lp_s"] += time.perf_counter() - t
-    return lp > kr + 1e-5
+    every point within r (False = not proved).
+
+    The LP is solved on the working set and then checked against *all* points through its
+    support columns; points it covers less than once join W and the LP is solved again (LP row
+    generation), so the bound approaches the full LP's without building it.
+    """
+    for _ in range(rounds):
+        a = cov.dw <= r
+        cheap = float(a.shape[0]) * a.shape[1] * a.shape[1] <= 1e9
+        red = setcover.reduce(a, dominance=cheap)  # full dominance measured useless here (mnist5k:
+        # 4,557 of 4,557 distinct columns non-dominated at W=622) and ~0.2 s a call
+        if red.infeasible or len(red.fixed) > k:
+            return True
+        kr = k - len(red.fixed)
+        if red.a.shape[0] == 0 and not red.fixed:
+            return False
+        if red.a.shape[0] and (kr == 0 or setcover.packing_bound(red.a) > kr):
+            return True
+        t = time.perf_counter()
+        lp, x = setcover.lp_solution(red.a) if red.a.shape[0] else (0.0, np.zeros(0))
+        stats["lp_s"] += time.perf_counter() - t
+        stats["lp_solves"] += 1
+        if lp > kr + 1e-5:
+            return True
+        support = [(int(red.cols[j]), float(x[j])) for j in np.flatnonzero(x > 1e-9)]
+        support += [(int(c), 1.0) for c in red.fixed]
+        frac = np.zeros(cov.n)
+        for c, v in support:
+            frac += v * (cov.column(c) <= r)
+        short = np.flatnonzero(frac < 1.0 - 1e-6)
+        short = short[cov.w_pos[short] < 0]
+        if short.size == 0:
+            return False  # the LP on W is the LP on all points
+        cov.add_rows(short[np.argsort(frac[short], kind="stable")][:add_limit])
+    return False
+
+
+#: relative bracket above which the exact phase bisects instead of testing just below the incumbent
+_BISECT_ABOVE = 0.02
+
+
+#: the primal search and the bounds keep the whole distance matrix up to this many entries
+_FULL_MATRIX_ENTRIES = 40_000_000  # 320 MB of float64, n <= 6,324
+
+
+def _trace(stats: dict, t0: float, ub: float, lb: float) -> None:
+    """Record (seconds, incumbent radius, certified bound) whenever either changes."""
+    tr = stats.setdefault("trace", [])
+    if not tr or tr[-1][1] != ub or tr[-1][2] != lb:
+        tr.append([round(time.perf_counter() - t0, 3), ub, lb])
+
+
+def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: float, seconds: float,
+                  row_weight: np.ndarray, stats: dict, add_limit: int) -> tuple[list[int], float, bool]:
+    """Row-weighting local search for k centres covering every point within ``target``.
+
+    Runs on the whole matrix when it is kept, else on W with row generation. Returns the best
+    centres, their radius (never above ``ub``) and whether ``target`` was reached.
+    """
+    end = time.perf_counter() + seconds
+    while True:
+        secs = end - time.perf_counter()
+        if secs <= 0:
+            return best, ub, False
+        if cov.full is not None:
+            rows = np.arange(cov.n)
+            a = cov.full <= target
+        else:
+            rows = np.asarray(cov.w, dtype=np.int64)
+            a = cov.dw <= target
+        stats["ls_tries"] += 1
+        cols, w = coversearch.cover_search(a, k, best, seconds=secs, seed=stats["ls_tries"],
+                                           max_steps=100 + 20 * cov.n)
+        row_weight[rows] += w  # hardness record only: every search starts from unit weights
+        if cols is None:
+            return best, ub, False
+        dist, pos = cov.assign(cols)
+        rho = float(dist.max())
+        if rho < ub:
+            ub, best = rho, sorted(int(c) for c in cols)
+        if rho <= target:
+            stats["ls_found"] += 1
+            return best, ub, True
+        cov.add_rows(_pick_new_rows(dist, pos, target, add_limit))
+
+
+def _primal_search(cov: _Covering, k: int, best: list[int], ub: float, deadline: _Deadline,
+                   budget_s: float | None, try_s: float, row_weight: np.ndarray, stats: dict,
+                   add_limit: int, t0: float, *, lb: float = 0.0, step: float = 0.005,
+                   max_failures: int | None = None) -> tuple[list[int], float, float]:
+    """Lower the covering radius with the row-weighting local search (``coversearch``).
+
+    Targets ``ub * (1 - step)``: a success moves ``ub`` to the radius found and widens the step, a
+    failure within ``try_s`` seconds halves it, and so does a target below the certified bound
+    ``lb`` (no cover exists there: no try). Stops below a relative step of 1e-3 (the exact phase's
+    searches take over), after ``max_failures`` failed tries, or when the budget is spent. Row
+    weights accumulate in ``row_weight`` (per point) and seed W with the rows found hardest.
+    Returns (best centres, their radius, the step to resume from).
+    """
+    t_end = None if budget_s is None else time.perf_counter() + budget_s
+    failures = 0
+    while step >= 1e-3 and ub > 0 and not deadline.over():
+        if max_failures is not None and failures >= max_failures:
+            break
+        target = ub * (1.0 - step)
+        if target < lb:
+            step *= 0.5
+            continue
+        left = [try_s]
+        if t_end is not None:
+            left.append(t_end - time.perf_counter())
+        if deadline.left() is not None:
+            left.append(deadline.left())
+        if min(left) <= 0:
+            break
+        best, ub, found = _search_cover(cov, k, best, ub, target, min(left), row_weight, stats, add_limit)
+        _trace(stats, t0, ub, lb)
+        if found:
+            step = min(1.5 * step, 0.05)
+        else:
+            failures += 1
+            step *= 0.5
+    return best, ub, step
 
 
 def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = None, rel_gap: float = 0.0,
-                threads: int = 1, add_per_round: int | None = None, primal_share: float = 0.3,
-                primal_tries: int = 10) -> McsSolution:
-    """Minimum covering radius with k centres chosen among the points (exact unless time runs out)."""
+                threads: int = 1, add_per_round: int | None = None, primal_share: float = 0.4,
+                try_seconds: float | None = None) -> McsSolution:
+    """Minimum covering radius with k centres chosen among the points (exact unless time runs out).
+
+    Phases: (1) primal: Gonzalez's greedy, then the row-weighting local search lowers the radius;
+    (2) cheap bounds: bisection with reductions, the packing bound and the LP relaxation (with LP
+    row generation) raises the certified lower bound; (3) exact: MILP decisions with row
+    generation, the first one just below the incumbent (usually optimal by then), then bisection.
+    """
     t0 = time.perf_counter()
     deadline = _Deadline(time_limit)
     n = oracle.n
     if k >= n:
         return McsSolution(list(range(n)), 0.0, 0.0, True, "k", k=k, seconds=time.perf_counter() - t0)
-    cov = _Covering(oracle)
+    full = oracle.full() if float(n) * n <= _FULL_MATRIX_ENTRIES else None
+    cov = _Covering(oracle, full)
     centers, mind = farthest_first(cov, k=k)
     best = list(centers)
     ub = float(mind.max())
@@ -277,18 +392,39 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
     far = int(np.argmax(mind))
     cov.add_rows(centers + [far])
     lb = 0.0
-    stats = {"solves": 0, "decisions": 0, "by_greedy": 0, "by_packing": 0, "by_reduction": 0, "by_local_search": 0, "by_lp": 0, "lp_s": 0.0, "lp_tests": 0, "primal_tries": 0,
+    stats = {"solves": 0, "decisions": 0, "by_greedy": 0, "by_packing": 0, "by_reduction": 0, "by_local_search": 0,
+             "by_lp": 0, "lp_s": 0.0, "lp_tests": 0, "lp_solves": 0, "ls_tries": 0, "ls_found": 0,
              "rounds": 0, "milp_s": 0.0, "max_milp_shape": (0, 0)}
     limit = add_per_round or max(10, k)
     status = "optimal"
 
-    def attempt(r: float, hint: list[int], heuristic_only: bool):
+    # Phase 1 (primal)
+    row_weight = np.ones(n)
+    if try_seconds is None:
+        try_seconds = 2.0 if time_limit is None else min(2.0, max(0.5, 0.05 * time_limit))
+    t_ls = time.perf_counter()
+    primal_end = None if time_limit is None else t_ls + primal_share * time_limit
+
+    def primal(**kw):
+        budget = None if primal_end is None else max(0.0, primal_end - time.perf_counter())
+        out = _primal_search(cov, k, best, ub, deadline, budget, try_seconds, row_weight, stats, limit, t0, **kw)
+        # W gets the best centres, the point at the incumbent radius and the hardest rows
+        dist, _ = cov.assign(out[0])
+        hard = np.argsort(-row_weight, kind="stable")[: min(n, max(100, 6 * k))]
+        cov.add_rows(list(out[0]) + [int(np.argmax(dist))] + [int(p) for p in hard])
+        return out
+
+    # descend until the first failure, bound (phase 2), then descend again above the bound
+    best, ub, step = primal(max_failures=1)
+    stats["primal_s"] = time.perf_counter() - t_ls
+
+    def attempt(r: float, hint: list[int]):
         """Decide radius r with row generation: True (ub <= r now) | False (lb > r) | None."""
         nonlocal lb, ub, best
         while True:
             if deadline.over():
                 return None
-            ok, cols = _decide(cov.dw, r, k, deadline, threads, stats, hint=hint, heuristic_only=heuristic_only)
+            ok, cols = _decide(cov.dw, r, k, deadline, threads, stats, hint=hint)
             if ok is None:
                 return None
             if not ok:
@@ -301,25 +437,11 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
             rho = float(dist.max())
             if rho < ub:
                 ub, best = rho, sorted(int(c) for c in cols)
+                cov.add_rows([int(np.argmax(dist))])  # ub stays an attained W-distance
             if rho <= r:
                 return True
             stats["rounds"] += 1
             cov.add_rows(_pick_new_rows(dist, pos, r, limit))
-
-    # Phase 1 (primal): descend from the best radius with heuristic decisions only (greedy /
-    # local search on W, no MILP), step growing on success and shrinking on failure.
-    t_primal = None if time_limit is None else primal_share * time_limit
-    step = 0.02 * ub
-    while step > 1e-5 * ub and lb < ub and not deadline.over() and stats["primal_tries"] < primal_tries:
-        if t_primal is not None and time.perf_counter() - t0 > t_primal:
-            break
-        vals = cov.dw[(cov.dw >= lb) & (cov.dw <= ub - step)]
-        if vals.size == 0:
-            step *= 0.5
-            continue
-        stats["primal_tries"] += 1
-        res = attempt(float(vals.max()), list(best), True)
-        step = step * 1.5 if res else step * 0.5
 
     # Phase 2 (cheap bounds): bisection over the attained W-distances using only reductions,
     # the packing bound and the LP relaxation (no MILP): raises the certified lower bound fast.
@@ -329,31 +451,65 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
         if vals.size == 0:
             break
         cand = np.unique(vals)
-        r = float(cand[cand.size // 2])
+        mid = cand.size // 2
+        r = float(cand[mid])
         stats["lp_tests"] += 1
-        if _cheap_infeasible(cov.dw, r, k, stats):
-            lb = max(lb, float(cand[cand.size // 2 + 1]) if cand.size > cand.size // 2 + 1 else lp_hi)
+        if _cheap_infeasible(cov, r, k, stats, limit):
+            # the W-problem's radius is an attained W-distance above r (W may have grown)
+            above = cov.dw[cov.dw > r]
+            lb = max(lb, float(above.min()) if above.size else lp_hi)
+            _trace(stats, t0, ub, lb)
         else:
             lp_hi = r
 
+    ls_s = try_seconds
+    t_ls = time.perf_counter()
+    best, ub, _ = primal(lb=lb, step=step)
+    stats["primal_s"] += time.perf_counter() - t_ls
+    lb = min(lb, ub)
+
+    # Phase 3 (exact): the incumbent is usually optimal by now, so test the largest attained
+    # W-distance below it (one proof settles it); a cover found there lowers the incumbent to its
+    # radius. Proofs just below the optimum are the expensive ones, and bisection would pay for
+    # several of them; it is used only while the bracket is wide.
     while lb < ub:
         if rel_gap > 0 and (ub - lb) <= rel_gap * ub:
             status = "gap"
             break
-        vals = cov.dw[(cov.dw >= lb) & (cov.dw < ub)]
+        vals = cov.dw[(cov.dw >= lb) & (cov.dw < ub * (1.0 - rel_gap))] if rel_gap > 0 else \
+            cov.dw[(cov.dw >= lb) & (cov.dw < ub)]
         if vals.size == 0:
             lb = ub
             break
         cand = np.unique(vals)
-        if _CLOSE > 0 and ub - lb <= _CLOSE * ub:
-            # the incumbent is usually optimal by now: one proof just below it settles it
+        if ub - lb <= _BISECT_ABOVE * ub:
             r = float(cand[-1])
         else:
             # bisection by value, snapped to an attained W-distance (the optimum is one of them)
             mid = 0.5 * (lb + ub)
             r = float(cand[min(int(np.searchsorted(cand, mid)), cand.size - 1)])
+        if r == float(cand[-1]) and ls_s > 0:
+            # a better cover is far cheaper to find by local search than by the MILP, which is
+            # kept for the proof; a target a little lower than the next radius was measured to
+            # succeed more often (the search's run times are heavy-tailed)
+            left = deadline.left()
+            secs = ls_s if left is None else min(ls_s, max(0.0, left))
+            target = ub * (1.0 - 2e-3)
+            target = r if target <= lb or target >= r else target
+            best, ub, found = _search_cover(cov, k, best, ub, target, secs, row_weight, stats, limit)
+            if not found and target < r:
+                best, ub, found = _search_cover(cov, k, best, ub, r, secs, row_weight, stats, limit)
+            _trace(stats, t0, ub, lb)
+            if found:
+                dist, _ = cov.assign(best)
+                cov.add_rows([int(np.argmax(dist))])  # ub stays an attained W-distance
+                continue
         stats["decisions"] += 1
-        decided = attempt(r, list(best), False)
+        old_ub = ub
+        decided = attempt(r, list(best))
+        _trace(stats, t0, ub, min(lb, ub))
+        if decided is True and ub < old_ub:
+            ls_s = min(4 * try_seconds, 2 * ls_s)  # the local search missed a cover: give it longer
         if decided is None:
             status = "time_limit"
             break
@@ -361,6 +517,8 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
     optimal = lb >= ub
     if optimal:
         status = "optimal"
+    elif status == "optimal":
+        status = "gap"
     # exactly k centres: pad with farthest-first points (cannot increase the radius)
     best = _pad(cov, best, k)
     dist, _ = cov.assign(best)
