@@ -204,7 +204,7 @@ def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, threads: int,
     if hint:
         pos = {int(cj): t for t, cj in enumerate(red.cols)}
         start = [pos[h] for h in hint if h in pos]
-        ls, _ = coversearch.cover_search(red.a, kr, start, seconds=0.5, max_steps=100 + 20 * red.a.shape[0])
+        ls, _ = coversearch.cover_search(red.a, kr, start, seconds=5.0, max_steps=2000)
         if ls is not None:
             stats["by_local_search"] += 1
             return True, list(red.fixed) + [int(red.cols[j]) for j in ls]
@@ -295,14 +295,17 @@ def _trace(stats: dict, t0: float, ub: float, lb: float) -> None:
         tr.append([round(time.perf_counter() - t0, 3), ub, lb])
 
 
-def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: float, seconds: float,
-                  row_weight: np.ndarray, stats: dict, add_limit: int) -> tuple[list[int], float, bool]:
+def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: float, steps: int,
+                  seconds: float | None, row_weight: np.ndarray, stats: dict,
+                  add_limit: int) -> tuple[list[int], float, bool]:
     """Row-weighting local search for k centres covering every point within ``target``.
 
-    Runs on the whole matrix when it is kept, else on W with row generation. Returns the best
-    centres, their radius (never above ``ub``) and whether ``target`` was reached.
+    Runs on the whole matrix when it is kept, else on W with row generation. ``steps`` bounds each
+    search (so results do not depend on the machine's speed); ``seconds`` only enforces the
+    caller's time limit. Returns the best centres, their radius (never above ``ub``) and whether
+    ``target`` was reached.
     """
-    end = time.perf_counter() + seconds
+    end = time.perf_counter() + (1e9 if seconds is None else seconds)
     while True:
         secs = end - time.perf_counter()
         if secs <= 0:
@@ -314,8 +317,7 @@ def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: fl
             rows = np.asarray(cov.w, dtype=np.int64)
             a = cov.dw <= target
         stats["ls_tries"] += 1
-        cols, w = coversearch.cover_search(a, k, best, seconds=secs, seed=stats["ls_tries"],
-                                           max_steps=100 + 20 * cov.n)
+        cols, w = coversearch.cover_search(a, k, best, seconds=secs, seed=stats["ls_tries"], max_steps=steps)
         row_weight[rows] += w  # hardness record only: every search starts from unit weights
         if cols is None:
             return best, ub, False
@@ -330,13 +332,13 @@ def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: fl
 
 
 def _primal_search(cov: _Covering, k: int, best: list[int], ub: float, deadline: _Deadline,
-                   budget_s: float | None, try_s: float, row_weight: np.ndarray, stats: dict,
+                   budget_s: float | None, try_steps: int, row_weight: np.ndarray, stats: dict,
                    add_limit: int, t0: float, *, lb: float = 0.0, step: float = 0.005,
                    max_failures: int | None = None) -> tuple[list[int], float, float]:
     """Lower the covering radius with the row-weighting local search (``coversearch``).
 
     Targets ``ub * (1 - step)``: a success moves ``ub`` to the radius found and widens the step, a
-    failure within ``try_s`` seconds halves it, and so does a target below the certified bound
+    failure within ``try_steps`` steps halves it, and so does a target below the certified bound
     ``lb`` (no cover exists there: no try). Stops below a relative step of 1e-3 (the exact phase's
     searches take over), after ``max_failures`` failed tries, or when the budget is spent. Row
     weights accumulate in ``row_weight`` (per point) and seed W with the rows found hardest.
@@ -351,14 +353,15 @@ def _primal_search(cov: _Covering, k: int, best: list[int], ub: float, deadline:
         if target < lb:
             step *= 0.5
             continue
-        left = [try_s]
+        left = [1e9]
         if t_end is not None:
             left.append(t_end - time.perf_counter())
         if deadline.left() is not None:
             left.append(deadline.left())
         if min(left) <= 0:
             break
-        best, ub, found = _search_cover(cov, k, best, ub, target, min(left), row_weight, stats, add_limit)
+        best, ub, found = _search_cover(cov, k, best, ub, target, try_steps, min(left), row_weight, stats,
+                                        add_limit)
         _trace(stats, t0, ub, lb)
         if found:
             step = min(1.5 * step, 0.05)
@@ -370,7 +373,7 @@ def _primal_search(cov: _Covering, k: int, best: list[int], ub: float, deadline:
 
 def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = None, rel_gap: float = 0.0,
                 threads: int = 1, add_per_round: int | None = None, primal_share: float = 0.4,
-                try_seconds: float | None = None) -> McsSolution:
+                try_steps: int | None = None) -> McsSolution:
     """Minimum covering radius with k centres chosen among the points (exact unless time runs out).
 
     Phases: (1) primal: Gonzalez's greedy, then the row-weighting local search lowers the radius;
@@ -400,14 +403,15 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
 
     # Phase 1 (primal)
     row_weight = np.ones(n)
-    if try_seconds is None:
-        try_seconds = 2.0 if time_limit is None else min(2.0, max(0.5, 0.05 * time_limit))
+    if try_steps is None:
+        # a failed try costs all of it: ~0.4 s at n = 400, ~2 s at 1,500, ~5 s at 5,000 (one core)
+        try_steps = int(min(12_000, 100 + 15 * n))
     t_ls = time.perf_counter()
     primal_end = None if time_limit is None else t_ls + primal_share * time_limit
 
     def primal(**kw):
         budget = None if primal_end is None else max(0.0, primal_end - time.perf_counter())
-        out = _primal_search(cov, k, best, ub, deadline, budget, try_seconds, row_weight, stats, limit, t0, **kw)
+        out = _primal_search(cov, k, best, ub, deadline, budget, try_steps, row_weight, stats, limit, t0, **kw)
         # W gets the best centres, the point at the incumbent radius and the hardest rows
         dist, _ = cov.assign(out[0])
         hard = np.argsort(-row_weight, kind="stable")[: min(n, max(100, 6 * k))]
@@ -462,7 +466,7 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
         else:
             lp_hi = r
 
-    ls_s = try_seconds
+    ls_steps = try_steps
     t_ls = time.perf_counter()
     best, ub, _ = primal(lb=lb, step=step)
     stats["primal_s"] += time.perf_counter() - t_ls
@@ -488,17 +492,17 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
             # bisection by value, snapped to an attained W-distance (the optimum is one of them)
             mid = 0.5 * (lb + ub)
             r = float(cand[min(int(np.searchsorted(cand, mid)), cand.size - 1)])
-        if r == float(cand[-1]) and ls_s > 0:
+        if r == float(cand[-1]):
             # a better cover is far cheaper to find by local search than by the MILP, which is
             # kept for the proof; a target a little lower than the next radius was measured to
             # succeed more often (the search's run times are heavy-tailed)
             left = deadline.left()
-            secs = ls_s if left is None else min(ls_s, max(0.0, left))
+            secs = None if left is None else max(0.0, left)
             target = ub * (1.0 - 2e-3)
             target = r if target <= lb or target >= r else target
-            best, ub, found = _search_cover(cov, k, best, ub, target, secs, row_weight, stats, limit)
+            best, ub, found = _search_cover(cov, k, best, ub, target, ls_steps, secs, row_weight, stats, limit)
             if not found and target < r:
-                best, ub, found = _search_cover(cov, k, best, ub, r, secs, row_weight, stats, limit)
+                best, ub, found = _search_cover(cov, k, best, ub, r, ls_steps, secs, row_weight, stats, limit)
             _trace(stats, t0, ub, lb)
             if found:
                 dist, _ = cov.assign(best)
@@ -509,7 +513,7 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
         decided = attempt(r, list(best))
         _trace(stats, t0, ub, min(lb, ub))
         if decided is True and ub < old_ub:
-            ls_s = min(4 * try_seconds, 2 * ls_s)  # the local search missed a cover: give it longer
+            ls_steps = min(4 * try_steps, 2 * ls_steps)  # the local search missed a cover: give it longer
         if decided is None:
             status = "time_limit"
             break
