@@ -267,11 +267,10 @@ def _cheap_infeasible(cov: _Covering, r: float, k: int, stats: dict, add_limit: 
         stats["lp_solves"] += 1
         if lp > kr + 1e-5:
             return True
-        support = [(int(red.cols[j]), float(x[j])) for j in np.flatnonzero(x > 1e-9)]
-        support += [(int(c), 1.0) for c in red.fixed]
-        frac = np.zeros(cov.n)
-        for c, v in support:
-            frac += v * (cov.column(c) <= r)
+        used = np.flatnonzero(x > 1e-9)
+        cols = [int(c) for c in red.cols[used]] + [int(c) for c in red.fixed]
+        vals = np.concatenate([x[used], np.ones(len(red.fixed))])
+        frac = (np.stack([cov.column(c) for c in cols], axis=1) <= r) @ vals if cols else np.zeros(cov.n)
         short = np.flatnonzero(frac < 1.0 - 1e-6)
         short = short[cov.w_pos[short] < 0]
         if short.size == 0:
@@ -325,6 +324,7 @@ def _search_cover(cov: _Covering, k: int, best: list[int], ub: float, target: fl
         rho = float(dist.max())
         if rho < ub:
             ub, best = rho, sorted(int(c) for c in cols)
+            cov.add_rows([int(np.argmax(dist))])  # the incumbent radius stays an attained W-distance
         if rho <= target:
             stats["ls_found"] += 1
             return best, ub, True
@@ -412,10 +412,9 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
     def primal(**kw):
         budget = None if primal_end is None else max(0.0, primal_end - time.perf_counter())
         out = _primal_search(cov, k, best, ub, deadline, budget, try_steps, row_weight, stats, limit, t0, **kw)
-        # W gets the best centres, the point at the incumbent radius and the hardest rows
-        dist, _ = cov.assign(out[0])
+        # W gets the best centres and the rows the search found hardest
         hard = np.argsort(-row_weight, kind="stable")[: min(n, max(100, 6 * k))]
-        cov.add_rows(list(out[0]) + [int(np.argmax(dist))] + [int(p) for p in hard])
+        cov.add_rows(list(out[0]) + [int(p) for p in hard])
         return out
 
     # descend until the first failure, bound (phase 2), then descend again above the bound
@@ -505,8 +504,6 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
                 best, ub, found = _search_cover(cov, k, best, ub, r, ls_steps, secs, row_weight, stats, limit)
             _trace(stats, t0, ub, lb)
             if found:
-                dist, _ = cov.assign(best)
-                cov.add_rows([int(np.argmax(dist))])  # ub stays an attained W-distance
                 continue
         stats["decisions"] += 1
         old_ub = ub
@@ -521,8 +518,6 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
     optimal = lb >= ub
     if optimal:
         status = "optimal"
-    elif status == "optimal":
-        status = "gap"
     # exactly k centres: pad with farthest-first points (cannot increase the radius)
     best = _pad(cov, best, k)
     dist, _ = cov.assign(best)
