@@ -9,6 +9,7 @@ from typing import Any
 
 from .leaderboard import KIND_ORDER, mean_std
 
+
 def _figure():
     import matplotlib
 
@@ -37,7 +38,8 @@ def scatter(records: list[dict[str, Any]], path: Path, title: str) -> None:
         g["standard"].append(100 * r["scores"]["standard"])
         g["robust"].append(100 * r["scores"]["robust"])
         g["kind"] = r["method"].get("kind", "")
-    methods = sorted({m for m, _, _ in groups}, key=lambda m: (KIND_ORDER.get(next(g["kind"] for k, g in groups.items() if k[0] == m), 9), m))
+    kind = {m: g["kind"] for (m, _, _), g in groups.items()}
+    methods = sorted(kind, key=lambda m: (KIND_ORDER.get(kind[m], 9), m))
     budgets = sorted({b for _, b, _ in groups if b is not None})
     cmap = plt.get_cmap("tab20")
     color = {m: cmap(i % 20) for i, m in enumerate(methods)}

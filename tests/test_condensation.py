@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from dcrobench_plugins.condensation import tm as tm_mod
-from dcrobench_plugins.condensation.common import channel_stats
+from dcrobench_plugins.condensation.common import STD_FLOOR
 from dcrobench_plugins.condensation.dm import DM, class_means
 from dcrobench_plugins.condensation.dsa import DSA
 from dcrobench_plugins.condensation.gm import GM, gradient_distance, layer_distance
@@ -37,7 +37,7 @@ def digits3() -> ImageSet:
 
 def fixed_embedding_distance(data: ImageSet, images: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
     """sum_c ||mean real - mean synthetic||^2 in ONE fixed random embedding (not used in training)."""
-    mean, std = channel_stats(data)
+    mean, std = data.channel_stats(floor=STD_FLOOR)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(10_000 + seed)
         net = build_convnet(1, 8, 3, mean, std, width=16, depth=2)

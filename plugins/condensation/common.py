@@ -67,9 +67,8 @@ def draw_seed(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=gen))
 
 
-def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
-    """The normalisation of the condensation nets (std floored at 1e-3, as before)."""
-    return data.channel_stats(floor=1e-3)
+#: floor of the per-channel std that normalises the condensation nets' inputs
+STD_FLOOR = 1e-3
 
 
 def build_net(ctx: Context, seed: int) -> nn.Module:
@@ -294,7 +293,7 @@ class CondensationMethod(CompressionMethod):
     # ---- helpers ------------------------------------------------------------------------------
     def _context(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> Context:
         p = self.params
-        mean, std = channel_stats(data)
+        mean, std = data.channel_stats(floor=STD_FLOOR)
         mean_t = torch.tensor(mean).view(1, -1, 1, 1)
         std_t = torch.tensor(std).view(1, -1, 1, 1)
         images = data.images.detach().float().cpu()

@@ -176,9 +176,9 @@ def gradient_distance(data, images: torch.Tensor, labels: torch.Tensor, seeds: S
     between ALL real images and the given synthetic images (pixels in [0, 1]), no augmentation."""
     from dcrobench.models import build_convnet
 
-    from .common import channel_stats
+    from .common import STD_FLOOR
 
-    mean, std = channel_stats(data)
+    mean, std = data.channel_stats(floor=STD_FLOOR)
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     out = []

@@ -270,11 +270,11 @@ def trajectory_distance(method: TM, data, images: torch.Tensor, labels: torch.Te
                         pairs: list[tuple[int, int]], device: str = "cpu") -> float:
     """Diagnostic: mean normalised student-to-expert distance over fixed (expert, start epoch)
     pairs, no augmentation, full-batch steps, step size ``syn_lr`` (images are pixels in [0, 1])."""
-    from .common import channel_stats
+    from .common import STD_FLOOR
 
     p = method.params
     buf = method.buffer(data)
-    mean, std = channel_stats(data)
+    mean, std = data.channel_stats(floor=STD_FLOOR)
     z = (images - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     ctx_like = type("C", (), {})()
     ctx_like.channels, ctx_like.size, ctx_like.num_classes = images.shape[1], images.shape[2], data.num_classes

@@ -168,10 +168,10 @@ def _lists(a: np.ndarray, symmetric: bool = False) -> tuple:
 class _State:
     """Search state over the boolean matrix ``a`` [rows, cols] (row and column lists)."""
 
-    def __init__(self, a: np.ndarray, weights: np.ndarray | None, k: int | None = None,
-                 symmetric: bool = False, lists: tuple | None = None) -> None:
+    def __init__(self, a: np.ndarray, weights: np.ndarray | None, k: int | None = None, seed: int = 0,
+                 lists: tuple | None = None) -> None:
         rows, cols = a.shape
-        self.rptr, self.ridx, self.cptr, self.cidx = _lists(a, symmetric) if lists is None else lists
+        self.rptr, self.ridx, self.cptr, self.cidx = _lists(a) if lists is None else lists
         self.w = np.ones(rows) if weights is None else np.asarray(weights, dtype=np.float64).copy()
         self.cnt = np.zeros(rows, dtype=np.int64)
         self.owner_sum = np.zeros(rows, dtype=np.int64)  # sum of chosen columns covering a row
@@ -181,12 +181,13 @@ class _State:
         self.loss = np.zeros(cols)  # for chosen columns: weight of rows covered by them only
         self.stamp = np.zeros(cols, dtype=np.int64)
         self.conf = np.ones(cols, dtype=np.bool_)
-        self.chosen_arr = np.zeros(cols if k is None else min(cols, k + 1), dtype=np.int64)
+        self.chosen_arr = np.zeros(cols if k is None else min(cols, k), dtype=np.int64)
         self.cpos = np.full(cols, -1, dtype=np.int64)
         self.unc = np.arange(rows, dtype=np.int64)
         self.upos = np.arange(rows, dtype=np.int64)
         self.sizes = np.array([0, rows], dtype=np.int64)  # chosen, uncovered
-        self.t, self.last, self.rng = 0, -1, None  # step counter, column added last, xorshift state
+        self.t, self.last = 0, -1  # step counter, column added last
+        self.rng = np.array([(seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64 or 1], dtype=np.uint64)
 
     def _lists(self):
         return (self.rptr, self.ridx, self.cptr, self.cidx, self.w, self.cnt, self.owner_sum, self.gain,
@@ -207,12 +208,9 @@ class _State:
     def remove(self, j: int, t: int) -> None:
         _remove(j, t, *self._lists())
 
-    def run(self, n_steps: int, seed: int = 0) -> bool:
+    def run(self, n_steps: int) -> bool:
         """``n_steps`` swaps of the search from the current columns (exactly k of them);
         True when every row is covered."""
-        if self.rng is None:
-            self.rng = np.array([(seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64 or 1],
-                                dtype=np.uint64)
         self.t, self.last, covered = _steps(n_steps, self.t, self.last, self.rng, *self._lists())
         return bool(covered)
 
@@ -234,7 +232,7 @@ def cover_search(a: np.ndarray, k: int, start: list[int] | None = None, *, secon
     if rows == 0:
         return [], np.ones(0) if weights is None else np.asarray(weights, dtype=np.float64).copy()
     lists = _lists(a, symmetric)
-    states = [_State(a, weights, k, lists=lists) for _ in range(max(1, int(workers)))]
+    states = [_State(a, weights, k, seed + i, lists) for i in range(max(1, int(workers)))]
     st = states[0]
     if k <= 0 or cols == 0 or (np.diff(st.rptr) == 0).any():  # a row no column covers
         return None, st.w
@@ -254,10 +252,7 @@ def cover_search(a: np.ndarray, k: int, start: list[int] | None = None, *, secon
     try:
         while max_steps is None or done < max_steps:
             n = _CHUNK if max_steps is None else min(_CHUNK, max_steps - done)
-            if pool is None:
-                covered = [st.run(n, seed)]
-            else:
-                covered = list(pool.map(_State.run, states, [n] * len(states), range(seed, seed + len(states))))
+            covered = [st.run(n)] if pool is None else list(pool.map(_State.run, states, [n] * len(states)))
             done += n
             for s, ok in zip(states, covered):
                 if ok:

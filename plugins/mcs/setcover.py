@@ -177,11 +177,6 @@ def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
     return float(h.getInfo().objective_function_value), np.asarray(h.getSolution().col_value, dtype=np.float64)
 
 
-def lp_bound(a: np.ndarray) -> float:
-    """The LP relaxation's value (see ``lp_solution``)."""
-    return lp_solution(a)[0]
-
-
 @dataclass
 class MilpResult:
     status: str  # "optimal" | "feasible" | "infeasible" | "unknown"
@@ -191,15 +186,15 @@ class MilpResult:
     seconds: float
 
 
-def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float | None = None,
-               threads: int = 1, stop_at_first: bool = False, target: float | None = None,
+def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float | None = None,
                cutoff: float | None = None) -> MilpResult:
-    """``min sum(s) s.t. A s >= 1`` (and ``sum(s) <= max_size`` when given) with Pyomo + HiGHS.
+    """``min sum(s) s.t. A s >= 1`` with Pyomo + HiGHS (one thread: HiGHS fixes its thread pool
+    for the process at first use, and a later call asking for more fails at once).
 
-    ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``).
-    Uses Pyomo's HiGHS interface (``pyomo.contrib.solver``), whose ``solve(..., time_limit=)``
-    is honoured; the dual bound is read from the results. ``stop_at_first`` stops at the first
-    solution within ``max_size`` (a feasibility decision).
+    ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``);
+    ``cutoff``: prune every node whose bound exceeds it. Uses Pyomo's HiGHS interface
+    (``pyomo.contrib.solver``), whose ``solve(..., time_limit=)`` is honoured; the dual bound is
+    read from the results.
     """
     import pyomo.environ as pyo
     from pyomo.contrib.solver.common.factory import SolverFactory
@@ -213,18 +208,14 @@ def solve_milp(a: np.ndarray, *, max_size: int | None = None, time_limit: float 
     model.obj = pyo.Objective(expr=total, sense=pyo.minimize)
     row_cols = [np.flatnonzero(a[i]).tolist() for i in range(r)]
     model.cover = pyo.Constraint(range(r), rule=lambda m, i: pyo.quicksum(m.s[j] for j in row_cols[i]) >= 1)
-    if max_size is not None:
-        model.card = pyo.Constraint(expr=pyo.quicksum(model.s[j] for j in range(c)) <= max_size)
-    options = {"threads": int(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
+    options = {"threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
     # Measured on the MNIST-1,500 set-cover decisions (177 rows x 1,329 columns): the sub-MIP
     # heuristics (RINS/RENS/root reduced cost) and reliability strong branching spent ~90% of the
     # time; without them the same B&B closes in ~1.5 s instead of ~15 s.
     options.update(FAST_MIP_OPTIONS)
-    if stop_at_first:
-        options["mip_max_improving_sols"] = 1
     if target is not None:  # stop as soon as a cover of size <= target is found
         options["objective_target"] = float(target)
-    if cutoff is not None:  # prune every node whose bound exceeds cutoff (a decision question)
+    if cutoff is not None:  # a decision question: nodes above the cutoff are pruned
         options["objective_bound"] = float(cutoff)
     solver = SolverFactory("highs")
     res = solver.solve(model, time_limit=None if time_limit is None else max(0.05, float(time_limit)),

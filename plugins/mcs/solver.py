@@ -223,7 +223,7 @@ def _decide(dw: np.ndarray, r: float, k: int, deadline: _Deadline, stats: dict,
         return True, list(red.fixed)
     # LP relaxation (~0.05 s on a few hundred rows): LP > kr proves the radius too small
     t_lp = time.perf_counter()
-    lp = setcover.lp_bound(red.a)
+    lp = setcover.lp_solution(red.a)[0]
     stats["lp_s"] = stats.get("lp_s", 0.0) + time.perf_counter() - t_lp
     if lp > kr + 1e-5:
         stats["by_lp"] = stats.get("by_lp", 0) + 1
@@ -524,11 +524,10 @@ def solve_k_mcs(oracle: DistanceOracle, k: int, *, time_limit: float | None = No
             # a better cover is far cheaper to find by local search than by the MILP, which is
             # kept for the proof; a target a little lower than the next radius was measured to
             # succeed more often (the search's run times are heavy-tailed)
-            target = ub * (1.0 - 2e-3)
-            target = r if target <= lb or target >= r else target
-            if not milp_proofs:
-                # just below the incumbent: measured to lower it further in the same time
-                # (mnist5k, k = 50)
+            if milp_proofs:
+                target = ub * (1.0 - 2e-3)
+                target = r if target <= lb or target >= r else target
+            else:  # just below the incumbent: measured to lower it further in the same time (mnist5k, k = 50)
                 below = cov.dw[(cov.dw >= lb) & (cov.dw < ub)]
                 target = r = float(below.max()) if below.size else r
             for tgt in dict.fromkeys([target, r]):
