@@ -230,6 +230,23 @@ def test_lp_bound_and_cutoff_milp_on_small_covers():
         assert ok.chosen and len(ok.chosen) <= best and a[:, ok.chosen].any(1).all()
 
 
+def test_milp_thread_count_can_change_between_runs():
+    """HiGHS sizes one process-wide thread pool at its first run and fails at once (no result)
+    any later run asking for another size: every run must still solve, whatever came before."""
+    from dcrobench_plugins.mcs import setcover
+
+    rng = np.random.default_rng(7)
+    a = rng.random((30, 20)) < 0.2
+    a[np.arange(20), np.arange(20)] = True
+    a[20:, 0] = True
+    best = next(m for m in range(1, 21) if any(a[:, list(c)].any(1).all()
+                                              for c in itertools.combinations(range(20), m)))
+    for threads in (1, 2, 2, 1, 2):
+        assert setcover.lp_solution(a)[0] > 0  # the LPs run on one thread in between
+        res = setcover.solve_milp(a, threads=threads)
+        assert res.status == "optimal" and len(res.chosen) == best and a[:, res.chosen].any(1).all()
+
+
 def test_cover_search_finds_planted_covers_and_keeps_its_scores_exact():
     from dcrobench_plugins.mcs import coversearch
 

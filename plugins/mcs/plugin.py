@@ -55,7 +55,7 @@ def solve_class(x: torch.Tensor, *, metric: str, k: int | None = None, radius: f
     if radius is None:
         sol = solve_k_mcs(oracle, int(k), time_limit=time_limit, rel_gap=rel_gap, threads=threads)
     else:
-        sol = solve_eta_mcs(oracle, float(radius), time_limit=time_limit)
+        sol = solve_eta_mcs(oracle, float(radius), time_limit=time_limit, threads=threads)
     if use_cache:
         from dcrobench.fileio import atomic_write_json
 
@@ -78,7 +78,7 @@ class Mcs(CompressionMethod):
         "radius": None,  # set -> eta-MCS with this radius (the budget is then only an upper check)
         "time_limit": 600.0,  # seconds per class; best cover + certified gap when reached
         "rel_gap": 0.0,  # k-MCS: stop when (eta - lower_bound) <= rel_gap * eta
-        "threads": 1,  # parallel local-search workers of k-MCS (HiGHS always runs on one thread)
+        "threads": 1,  # HiGHS threads of the MILPs; k-MCS also runs that many local searches
         "cache": True,
     }
 

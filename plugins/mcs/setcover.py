@@ -140,6 +140,26 @@ def packing_bound(a: np.ndarray) -> int:
     return count
 
 
+_pool_threads: int | None = None  # size of HiGHS's global thread pool, as this module last set it
+
+
+def highs_threads(threads: int) -> int:
+    """Make HiGHS's process-wide thread pool ``threads`` wide before a run, and return ``threads``.
+
+    HiGHS sizes one global pool at its first run and fails at once (no result, no error raised)
+    any later run that asks for another size; resetting the pool between runs lifts that. Safe
+    because the solver never has two HiGHS runs in flight.
+    """
+    import highspy
+
+    global _pool_threads
+    threads = max(1, int(threads))
+    if _pool_threads != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+        _pool_threads = threads
+    return threads
+
+
 FAST_MIP_OPTIONS = {
     # k-MCS finds its covers by local search and asks the MILP mostly for proofs: primal
     # heuristics only cost time there (measured 11.5 s instead of 15.0 s on a 312 x 1,126 proof)
@@ -165,7 +185,7 @@ def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
         return 0.0, np.zeros(c)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    h.setOptionValue("threads", highs_threads(1))
     h.addVars(c, np.zeros(c), np.ones(c))
     h.changeColsCost(c, np.arange(c, dtype=np.int32), np.ones(c))
     m = sp.csr_matrix(a.astype(np.float64))
@@ -187,9 +207,10 @@ class MilpResult:
 
 
 def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float | None = None,
-               cutoff: float | None = None) -> MilpResult:
-    """``min sum(s) s.t. A s >= 1`` with Pyomo + HiGHS (one thread: HiGHS fixes its thread pool
-    for the process at first use, and a later call asking for more fails at once).
+               cutoff: float | None = None, threads: int = 1) -> MilpResult:
+    """``min sum(s) s.t. A s >= 1`` with Pyomo + HiGHS on ``threads`` threads (HiGHS runs parallel
+    branch-and-bound workers; measured on the MNIST 1,500 proofs: 8.1 s on two against 15.7 s on
+    one, averaged over four seeds at k = 50, 9.6 s against 11.1 s at k = 10).
 
     ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``);
     ``cutoff``: prune every node whose bound exceeds it. Uses Pyomo's HiGHS interface
@@ -208,7 +229,7 @@ def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float 
     model.obj = pyo.Objective(expr=total, sense=pyo.minimize)
     row_cols = [np.flatnonzero(a[i]).tolist() for i in range(r)]
     model.cover = pyo.Constraint(range(r), rule=lambda m, i: pyo.quicksum(m.s[j] for j in row_cols[i]) >= 1)
-    options = {"threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
+    options = {"threads": highs_threads(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
     # Measured on the MNIST-1,500 set-cover decisions (177 rows x 1,329 columns): the sub-MIP
     # heuristics (RINS/RENS/root reduced cost) and reliability strong branching spent ~90% of the
     # time; without them the same B&B closes in ~1.5 s instead of ~15 s.
