@@ -34,7 +34,7 @@ import numpy as np
 from . import coversearch, setcover
 from .distances import DistanceOracle
 
-SOLVER_VERSION = "mcs-rowgen-8"
+SOLVER_VERSION = "mcs-rowgen-9"
 _log = logging.getLogger(__name__)
 
 
