@@ -340,3 +340,22 @@ def test_k_mcs_without_proofs_keeps_a_certified_bound(monkeypatch):
             assert sol.gap <= rel_gap
         gap_milps += sol.decisions
     assert gap_milps >= 1  # some instance was left open by the LP and went through that MILP
+
+
+def test_reference_algorithm1_brackets_the_optimum_and_reports_a_stopped_run(monkeypatch):
+    """benchmarks/perf/mcs_reference.py: the speed-up baseline must itself be right."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "perf"))
+    import mcs_reference
+
+    x = np.random.default_rng(3).random((11, 3))
+    d = ref_dist(x, "l2")
+    for k in (2, 3):
+        r = mcs_reference.algorithm1(torch.tensor(x), k)
+        best = brute_k(d, k)
+        assert r["finished"] and best - 1e-12 <= r["eta"] <= best + 1e-3
+        assert r["eta"] <= r["eta_upper"] + 1e-12 and r["cpu_seconds"] > 0
+    monkeypatch.setattr(mcs_reference, "feasible_k", lambda *a, **kw: (False, 0.0, 0.0))  # time limit hit
+    r = mcs_reference.algorithm1(torch.tensor(x), 2, time_limit=5.0)
+    assert not r["finished"] and r["milps"] == 1 and r["centers"] is None

@@ -25,9 +25,13 @@ def dense_distances(x: torch.Tensor, metric: str = "l2") -> np.ndarray:
     return d.numpy()
 
 
-def feasible_k(d: np.ndarray, eta: float, k: int, time_limit: float = 3000.0, threads: int = 1):
-    """Is there s in {0,1}^n, sum(s) = k, A(eta) s >= 1?  -> (chosen indices | None, build_s, solve_s)."""
+def feasible_k(d: np.ndarray, eta: float, k: int, time_limit: float | None = None, threads: int = 1):
+    """Is there s in {0,1}^n, sum(s) = k, A(eta) s >= 1?
+
+    -> (chosen indices | None when infeasible | False when the time limit stopped it, build_s, solve_s).
+    """
     import pyomo.environ as pyo
+    from dcrobench_plugins.mcs.setcover import highs_threads
     from pyomo.contrib.solver.common.factory import SolverFactory
     from pyomo.contrib.solver.common.results import TerminationCondition as TC
 
@@ -43,33 +47,53 @@ def feasible_k(d: np.ndarray, eta: float, k: int, time_limit: float = 3000.0, th
     t1 = time.perf_counter()
     res = SolverFactory("highs").solve(m, time_limit=time_limit, load_solutions=False,
                                        raise_exception_on_nonoptimal_result=False,
-                                       solver_options={"threads": threads, "output_flag": False})
+                                       solver_options={"threads": highs_threads(threads), "output_flag": False})
     t2 = time.perf_counter()
     if res.termination_condition == TC.convergenceCriteriaSatisfied and res.incumbent_objective is not None:
         vals = res.solution_loader.get_vars()
         return [j for j in range(n) if (vals.get(m.s[j]) or 0) > 0.5], t1 - t0, t2 - t1
-    return None, t1 - t0, t2 - t1
+    if res.termination_condition in (TC.provenInfeasible, TC.infeasibleOrUnbounded):
+        return None, t1 - t0, t2 - t1
+    return False, t1 - t0, t2 - t1  # stopped by the time limit: undecided
 
 
 def algorithm1(x: torch.Tensor, k: int, metric: str = "l2", tol: float = 1e-3, threads: int = 1,
-               log=None) -> dict:
+               log=None, time_limit: float | None = None) -> dict:
+    """Algorithm 1. ``time_limit`` (seconds, whole run): when it stops a MILP the run ends
+    unfinished (``finished`` False): its time is then only a lower bound on the reference's.
+
+    ``cpu_seconds`` is the process's CPU time over the run: with one thread it equals the wall
+    time on an idle machine, and unlike it does not grow while other work shares the cores.
+    """
     t0 = time.perf_counter()
+    c0 = time.process_time()
+
+    def left() -> float | None:
+        return None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+
     d = dense_distances(x, metric)
     t_dist = time.perf_counter() - t0
     lo, hi = 0.0, float(d.max())
     steps, build, solve = 0, 0.0, 0.0
+    out = {"eta_upper": hi, "eta": float("nan"), "centers": None, "dist_s": t_dist, "finished": False}
     while hi - lo > tol:
         eta = (lo + hi) / 2
-        sol, b, s = feasible_k(d, eta, k, threads=threads)
+        sol, b, s = feasible_k(d, eta, k, time_limit=left(), threads=threads)
         steps, build, solve = steps + 1, build + b, solve + s
+        if log:
+            verdict = "undecided (time limit)" if sol is False else "feasible" if sol else "infeasible"
+            log(f"  ref step {steps}: eta={eta:.5f} {verdict} (build {b:.1f}s, solve {s:.1f}s; "
+                f"cpu so far {time.process_time() - c0:.1f}s)")
+        if sol is False:
+            return {**out, "eta_upper": hi, "milps": steps, "build_s": build, "solve_s": solve,
+                    "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
         if sol is None:
             lo = eta
         else:
             hi = eta
-        if log:
-            log(f"  ref step {steps}: eta={eta:.5f} {'feasible' if sol else 'infeasible'} ({s:.1f}s)")
-    sol, b, s = feasible_k(d, hi, k, threads=threads)
+    sol, b, s = feasible_k(d, hi, k, time_limit=left(), threads=threads)
     steps, build, solve = steps + 1, build + b, solve + s
     attained = float(d[:, sol].min(1).max()) if sol else float("nan")
-    return {"eta_upper": hi, "eta": attained, "centers": sol, "milps": steps, "dist_s": t_dist,
-            "build_s": build, "solve_s": solve, "seconds": time.perf_counter() - t0}
+    return {"eta_upper": hi, "eta": attained, "centers": sol or None, "milps": steps, "dist_s": t_dist,
+            "build_s": build, "solve_s": solve, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0, "finished": bool(sol)}
