@@ -208,9 +208,9 @@ class MilpResult:
 
 def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float | None = None,
                cutoff: float | None = None, threads: int = 1) -> MilpResult:
-    """``min sum(s) s.t. A s >= 1`` with Pyomo + HiGHS on ``threads`` threads (HiGHS runs parallel
-    branch-and-bound workers; measured on the MNIST 1,500 proofs: 8.1 s on two against 15.7 s on
-    one, averaged over four seeds at k = 50, 9.6 s against 11.1 s at k = 10).
+    """``min sum(s) s.t. A s >= 1`` with Pyomo + HiGHS on ``threads`` threads (parallel branch-and-
+    bound workers; on two saved MNIST 1,500 proofs, mean of four HiGHS seeds: 8.1 s on two threads
+    against 15.7 s on one at k = 50, 9.6 s against 11.1 s at k = 10; single runs vary 2x by seed).
 
     ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``);
     ``cutoff``: prune every node whose bound exceeds it. Uses Pyomo's HiGHS interface
