@@ -30,12 +30,15 @@ def brute_k(d: np.ndarray, k: int) -> float:
     return min(d[:, list(c)].min(1).max() for c in itertools.combinations(range(n), k))
 
 
+def brute_cover(a: np.ndarray) -> int:
+    """Fewest columns of the boolean matrix ``a`` covering every row (every row coverable)."""
+    c = a.shape[1]
+    return next(m for m in range(1, c + 1)
+                if any(a[:, list(cols)].any(1).all() for cols in itertools.combinations(range(c), m)))
+
+
 def brute_eta(d: np.ndarray, eta: float) -> int:
-    n = d.shape[0]
-    for m in range(1, n + 1):
-        if any((d[:, list(c)].min(1) <= eta).all() for c in itertools.combinations(range(n), m)):
-            return m
-    return n
+    return brute_cover(d <= eta)
 
 
 def instances(seed: int, count: int, n_max: int = 13):
@@ -220,8 +223,7 @@ def test_lp_bound_and_cutoff_milp_on_small_covers():
         a = rng.random((9, 8)) < 0.3
         a[np.arange(8), np.arange(8)] = True  # every row coverable
         a[8, rng.integers(0, 8)] = True
-        best = next(m for m in range(1, 9) if any(a[:, list(c)].any(1).all()
-                                                 for c in itertools.combinations(range(8), m)))
+        best = brute_cover(a)
         assert setcover.lp_solution(a)[0] <= best + 1e-9  # LP relaxation is a valid lower bound
         res = setcover.solve_milp(a, target=best - 0.5, cutoff=best - 0.5)  # no cover this small
         assert not res.chosen or len(res.chosen) >= best
@@ -239,8 +241,7 @@ def test_milp_thread_count_can_change_between_runs():
     a = rng.random((30, 20)) < 0.2
     a[np.arange(20), np.arange(20)] = True
     a[20:, 0] = True
-    best = next(m for m in range(1, 21) if any(a[:, list(c)].any(1).all()
-                                              for c in itertools.combinations(range(20), m)))
+    best = brute_cover(a)
     for threads in (1, 2, 2, 1, 2):
         assert setcover.lp_solution(a)[0] > 0  # the LPs run on one thread in between
         res = setcover.solve_milp(a, threads=threads)

@@ -75,7 +75,7 @@ def algorithm1(x: torch.Tensor, k: int, metric: str = "l2", tol: float = 1e-3, t
     t_dist = time.perf_counter() - t0
     lo, hi = 0.0, float(d.max())
     steps, build, solve = 0, 0.0, 0.0
-    out = {"eta_upper": hi, "eta": float("nan"), "centers": None, "dist_s": t_dist, "finished": False}
+    stopped = False
     while hi - lo > tol:
         eta = (lo + hi) / 2
         sol, b, s = feasible_k(d, eta, k, time_limit=left(), threads=threads)
@@ -85,15 +85,18 @@ def algorithm1(x: torch.Tensor, k: int, metric: str = "l2", tol: float = 1e-3, t
             log(f"  ref step {steps}: eta={eta:.5f} {verdict} (build {b:.1f}s, solve {s:.1f}s; "
                 f"cpu so far {time.process_time() - c0:.1f}s)")
         if sol is False:
-            return {**out, "eta_upper": hi, "milps": steps, "build_s": build, "solve_s": solve,
-                    "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+            stopped = True
+            break
         if sol is None:
             lo = eta
         else:
             hi = eta
-    sol, b, s = feasible_k(d, hi, k, time_limit=left(), threads=threads)
-    steps, build, solve = steps + 1, build + b, solve + s
-    attained = float(d[:, sol].min(1).max()) if sol else float("nan")
-    return {"eta_upper": hi, "eta": attained, "centers": sol or None, "milps": steps, "dist_s": t_dist,
+    centers = None
+    if not stopped:
+        sol, b, s = feasible_k(d, hi, k, time_limit=left(), threads=threads)
+        steps, build, solve = steps + 1, build + b, solve + s
+        centers = sol or None
+    attained = float(d[:, centers].min(1).max()) if centers else float("nan")
+    return {"eta_upper": hi, "eta": attained, "centers": centers, "milps": steps, "dist_s": t_dist,
             "build_s": build, "solve_s": solve, "seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - c0, "finished": bool(sol)}
+            "cpu_seconds": time.process_time() - c0, "finished": centers is not None}

@@ -144,9 +144,12 @@ def print_row(row, flush=False):
     msg = (f"{case} n={n} k={k}: ours eta={ours['eta']:.5f} lb={ours['lb']:.5f} gap={ours['gap']:.2e} "
            f"opt={ours['optimal']} solves={ours['solves']} W={ours['W']} {ours['seconds']:.2f}s")
     if ref:
-        eta = f"{ref['eta']:.5f}" if ref["finished"] else "-"
-        msg += f" | reference eta={eta} ({ref['src']}) {_ref_seconds(ref)} s"
+        msg += f" | reference eta={_ref_eta(ref)} ({ref['src']}) {_ref_seconds(ref)} s"
     print(msg, flush=flush)
+
+
+def _ref_eta(ref: dict) -> str:
+    return f"{ref['eta']:.5f}" if ref["finished"] else "-"
 
 
 def _ref_seconds(ref: dict) -> str:
@@ -161,15 +164,12 @@ def _ratio(ref_seconds: float, ours: float | None, finished: bool = True) -> str
 
 def md_row(row) -> str:
     case, n, k, ref, ours, gurobi = row
-    t_eta = t_cert = None
     ref_eta = ref["eta"] if ref and ref["finished"] else gurobi[0] if gurobi else None
-    if ref_eta is not None:
-        t_eta = first_time(ours["trace"], lambda ub, lb: ub <= ref_eta + 1e-3)
+    t_eta = None if ref_eta is None else first_time(ours["trace"], lambda ub, lb: ub <= ref_eta + 1e-3)
     t_cert = first_time(ours["trace"], lambda ub, lb: ub - lb <= 1e-3)
     cells = [case, str(n), str(k)]
     if ref:
-        done = ref["finished"]
-        cells += [f"{ref['eta']:.5f}" if done else "-", f"{_ref_seconds(ref)} ({ref['src']})"]
+        cells += [_ref_eta(ref), f"{_ref_seconds(ref)} ({ref['src']})"]
     else:
         cells += ["-", "-"]
     cells += [f"{ours['eta']:.5f}", f"{ours['lb']:.5f}", str(ours["optimal"]), f"{ours['seconds']:.2f}"]
