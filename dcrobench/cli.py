@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -22,10 +23,21 @@ def _warn_failures(regs) -> None:
         click.echo(f"warning: {failure}", err=True)
 
 
+class _EchoHandler(logging.Handler):
+    """Library warnings as ``warning: ...`` lines on the current stderr (looked up per message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dcrobench")
 def main() -> None:
     """Adversarial robustness of models trained on compressed datasets."""
+    logger = logging.getLogger("dcrobench")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler(logging.WARNING))
+        logger.propagate = False
 
 
 @main.command("list")
@@ -37,27 +49,35 @@ def list_cmd(kind: str | None) -> None:
     from .protocol import builtin_protocols, load_protocol
     from .registry import registries
 
+    def text(item, attr: str) -> str:  # one plugin's odd attribute never breaks the listing
+        try:
+            value = getattr(item, attr, "")
+            return "" if value is None else " ".join(str(value).split())
+        except Exception as exc:
+            return f"<{attr} raised {type(exc).__name__}>"
+
     regs = registries()
     kinds = [kind] if kind else list(LIST_KINDS)
     for k in kinds:
         rows = []
         if k == "methods":
-            rows = [[n, regs.methods.get(n).kind, regs.methods.source(n), regs.methods.get(n).description] for n in regs.methods]
+            rows = [[n, text(regs.methods.get(n), "kind"), regs.methods.source(n), regs.methods.origin(n).provider,
+                     text(regs.methods.get(n), "description")] for n in regs.methods]
         elif k == "protocols":
             for n in builtin_protocols():
                 try:
                     p = load_protocol(n)
                     rows.append([n, f"v{p.version}", p.hash, p.description])
-                except DcrobenchError as exc:
+                except Exception as exc:
                     rows.append([n, "?", "?", f"invalid: {exc}"])
         else:
             reg = getattr(regs, k)
-            rows = [[n, reg.source(n), reg.get(n).description] for n in reg]
-        headers = {"methods": ["method", "kind", "plugin", "description"],
-                   "protocols": ["protocol", "version", "hash", "description"]}.get(k, [k[:-1], "plugin", "description"])
+            rows = [[n, reg.source(n), reg.origin(n).provider, text(reg.get(n), "description")] for n in reg]
+        headers = {"methods": ["method", "kind", "plugin", "distribution", "description"],
+                   "protocols": ["protocol", "version", "hash", "description"]}.get(k, [k[:-1], "plugin", "distribution", "description"])
         click.echo(f"\n{k}:\n" + tabulate(rows, headers=headers, tablefmt="simple"))
     if regs.failures:
-        click.echo("\nbroken plugins (skipped):")
+        click.echo("\nbroken plugins and name conflicts (skipped):")
         for failure in regs.failures:
             click.echo(f"  {failure}")
 
@@ -85,7 +105,7 @@ def _common_setup(threads: int | None, device: str | None, progress: bool | None
 @click.option("--seeds", type=int, help="number of seeds (default: the protocol's)")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="where torchvision datasets live")
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
-@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 @click.option("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 @click.option("--progress/--no-progress", default=None, help="progress bars (default: when attached to a terminal)")
@@ -139,9 +159,12 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
     from .registry import registries
     from .runner import RunRequest, compress as compress_set, resolve
 
+    from .fileio import ensure_writable_dir
+
     try:
         if out.exists():
             raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+        ensure_writable_dir(out.parent, "output folder")
         dev = _common_setup(threads, device)
         proto = load_protocol(protocol)
         regs = registries()
@@ -165,22 +188,32 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
 @click.option("--threads", type=int, help="torch CPU threads per task")
 @click.option("--progress/--no-progress", default=None)
 def sweep(grid_file, results_dir, executor, workers, ray_address, device, threads, progress) -> None:
-    """Run every cell of a grid file; re-running resumes (finished records and stages are kept)."""
-    import functools
+    """Run every cell of a grid file; re-running resumes (finished records and stages are kept).
 
-    from .sweep import EXECUTORS, load_grid, run_sweep
+    A failing task is reported and the sweep goes on; it then exits 1, one `error:` line per failure.
+    """
+    from .sweep import SweepInterrupted, load_grid, run_sweep
 
+    if workers < 1:  # before any work
+        _fail("--workers must be at least 1")
+    if threads is not None and threads < 1:
+        _fail("--threads must be at least 1")
     try:
         _common_setup(threads, device, progress)
         grid = load_grid(grid_file)
-        if ray_address:
-            EXECUTORS["ray"] = functools.partial(EXECUTORS["ray"], address=ray_address)
         summary = run_sweep(grid, results_dir, executor=executor, workers=workers, device=device, threads=threads,
-                            progress=progress, log=lambda m: click.echo(m, err=True))
+                            progress=progress, log=lambda m: click.echo(m, err=True), ray_address=ray_address)
+    except SweepInterrupted as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(128 + exc.signum)
     except DcrobenchError as exc:
         _fail(exc)
-    click.echo(f"grid {grid.name}: {summary['tasks']} tasks, {summary['already_done']} already done, {summary['ran']} run; "
-               f"stages computed {summary['computed']}, loaded {summary['loaded']}")
+    click.echo(f"grid {grid.name}: {summary['tasks']} tasks, {summary['already_done']} already done, {summary['ran']} run, "
+               f"{summary['failed']} failed; stages computed {summary['computed']}, loaded {summary['loaded']}")
+    if summary["failed"]:
+        for failure in summary["failures"]:
+            click.echo(f"error: {failure['cell']}: {failure['error']}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -216,68 +249,87 @@ def leaderboard_render(results_dir: Path, out: Path | None) -> None:
     """Markdown tables: one per (protocol version, dataset, norm), mean ± std over seeds."""
     from .fileio import atomic_write_text
     from .leaderboard import render_markdown
-    from .results import load_records
+    from .validation import check_results
 
-    try:
-        text = render_markdown(load_records(results_dir))
-    except DcrobenchError as exc:
-        _fail(exc)
+    if not results_dir.is_dir():
+        click.echo(f"warning: results folder {results_dir} does not exist", err=True)
+    checked = check_results(results_dir)
+    for line in checked.invalid_lines():
+        click.echo(f"warning: {line} (skipped)", err=True)
+    for line in checked.duplicate_lines():
+        click.echo(f"warning: {line} (counted once)", err=True)
+    for line in checked.conflicts:
+        click.echo(f"warning: {line} (one row per hash)", err=True)
+    text = render_markdown(checked.records)
     if out:
-        atomic_write_text(out, text)
+        try:
+            atomic_write_text(out, text)
+        except OSError as exc:
+            _fail(DcrobenchError(f"cannot write {out} ({exc.strerror or exc})"))
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text)
 
 
 def _publish_command(results_dir: Path, out_dir: Path) -> str:
-    return f"dcrobench leaderboard publish --results {results_dir} --out {out_dir}"
+    """The command a published index names: as run from the out folder, whatever folder publish ran from."""
+    from .leaderboard import publish_command
+
+    return publish_command(results_dir, out_dir)
+
+
+def _checked_results(results_dir: Path, code: int):
+    """The checked records of ``results_dir``; a missing folder is one `error:` line and exit ``code``."""
+    from .validation import check_results
+
+    if not results_dir.is_dir():
+        click.echo(f"error: results folder {results_dir} does not exist", err=True)
+        sys.exit(code)
+    return check_results(results_dir)
 
 
 @leaderboard.command("publish")
-@click.option("--results", "results_dir", default="leaderboard/records", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--plots/--no-plots", default=True)
 def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool) -> None:
     """Paper-style tables (per protocol version, older versions archived), budget curves and PNG plots."""
     from .leaderboard import publish
-    from .results import load_records
-    from .validation import check_records
 
+    checked = _checked_results(results_dir, 2)
+    for line in checked.duplicate_lines():
+        click.echo(f"warning: {line} (counted once)", err=True)
+    refused = checked.invalid_lines() + checked.conflicts
+    for line in refused:
+        click.echo(f"error: {line} (nothing published)", err=True)
+    if refused:
+        sys.exit(2)
+    if not checked.records:
+        _fail(DcrobenchError(f"no records under {results_dir}: nothing to publish"))
     try:
-        records = load_records(results_dir)
-        problems = check_records(records)
-        if problems:
-            raise DcrobenchError("refusing to publish invalid records:\n  " + "\n  ".join(problems))
-        written = publish(records, out_dir, _publish_command(results_dir, out_dir), plots=plots)
-    except DcrobenchError as exc:
-        _fail(exc)
+        written = publish(checked.records, out_dir, _publish_command(results_dir, out_dir), plots=plots)
+    except OSError as exc:
+        _fail(DcrobenchError(f"cannot write the leaderboard to {out_dir} ({exc.strerror or exc})"))
     click.echo("\n".join(f"wrote {w}" for w in written))
 
 
 @leaderboard.command("check")
-@click.option("--results", "results_dir", default="leaderboard/records", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 def leaderboard_check(results_dir: Path, out_dir: Path) -> None:
-    """Fail on invalid records, on one cell claimed under different protocol hashes, or on stale markdown."""
-    from .leaderboard import INDEX_FILE, publish_markdown
-    from .results import load_records
-    from .validation import check_records
+    """Fail on invalid or duplicate records, on one cell claimed under different protocol hashes, on a stale
+    index or a missing plot. Independent of the folder it runs from."""
+    from .leaderboard import check_published
 
-    try:
-        records = load_records(results_dir)
-    except DcrobenchError as exc:
-        _fail(exc)
-    problems = check_records(records)
-    index = Path(out_dir) / INDEX_FILE
-    expected = publish_markdown(records, _publish_command(results_dir, out_dir))
-    if not index.exists():
-        problems.append(f"{index} is missing: run `{_publish_command(results_dir, out_dir)}`")
-    elif index.read_text() != expected:
-        problems.append(f"{index} is out of date with the records: run `{_publish_command(results_dir, out_dir)}`")
+    checked = _checked_results(results_dir, 1)
+    problems = checked.problems()
+    if not (checked.invalid or checked.conflicts):  # what publish would write can only be checked when it can run
+        problems += check_published(checked.records, results_dir, out_dir)
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
     if problems:
-        click.echo("leaderboard check failed:\n  " + "\n  ".join(problems), err=True)
         sys.exit(1)
-    click.echo(f"leaderboard ok: {len(records)} valid records, {index} up to date")
+    click.echo(f"leaderboard ok: {len(checked.records)} valid records, {out_dir} up to date")
 
 
 if __name__ == "__main__":

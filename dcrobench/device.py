@@ -24,5 +24,8 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 def set_threads(n: int | None) -> None:
     """Pin torch's intra-op thread count (oversubscribed cores slow small models by 100x)."""
-    if n:
-        torch.set_num_threads(int(n))
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DcrobenchError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)

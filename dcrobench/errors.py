@@ -32,3 +32,14 @@ class TrainingDivergedError(DcrobenchError, RuntimeError):
 
 class MethodError(DcrobenchError, RuntimeError):
     """A compression method raised or returned something that breaks the contract."""
+
+
+class DataValidationError(DcrobenchError, ValueError):
+    """A compressed set (from a method or a file) breaks a property every training set must have."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (torch's unpickling errors span dozens of lines)."""
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

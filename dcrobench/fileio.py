@@ -11,10 +11,24 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a shared results folder must stay readable
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -40,3 +54,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def ensure_writable_dir(path: str | Path, what: str) -> Path:
+    """Create ``path`` if needed and prove a file can be written there, before any work is spent."""
+    from .errors import DcrobenchError, one_line
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".dcrobench-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DcrobenchError(f"{what} {path} is not a writable folder ({one_line(exc)})") from None
+    return path

@@ -10,6 +10,7 @@ plugin only writes the algorithm.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from .errors import BudgetError, MethodError
+from .errors import BudgetError, DataValidationError, MethodError, one_line
+from .costs import shared_work
 from .imageset import ImageSet
 
 COMPRESSED_FORMAT_VERSION = 1
@@ -38,6 +40,24 @@ class CompressedSet:
     def per_class_counts(self, num_classes: int) -> list[int]:
         return torch.bincount(self.labels.cpu(), minlength=num_classes).tolist()
 
+    def content_hash(self) -> str:
+        """Hash of the tensors a model is trained on (images, labels, weights): the set's identity.
+
+        Metadata and file names are left out on purpose: two files with equal metadata but other
+        pixels are different sets, and one set under two names is the same set.
+        """
+        h = hashlib.sha256()
+        parts = [("images", self.images, torch.float32), ("labels", self.labels, torch.int64),
+                 ("weights", self.weights, torch.float32)]
+        for name, t, dtype in parts:
+            if t is None:
+                h.update(f"{name}:none;".encode())
+                continue
+            t = t.detach().cpu().to(dtype).contiguous()
+            h.update(f"{name}:{tuple(t.shape)};".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
     def save(self, path: str | Path) -> None:
         """Tensors plus JSON metadata, readable with ``torch.load(weights_only=True)``."""
         from .fileio import atomic_torch_save
@@ -56,21 +76,34 @@ class CompressedSet:
 
     @classmethod
     def load(cls, path: str | Path) -> CompressedSet:
+        """Read a file written by ``save`` (safe: tensors and a JSON string, no pickled objects)."""
         path = Path(path)
+
+        def bad(why: str) -> MethodError:
+            return MethodError(f"cannot read compressed-set file {path}: {why}")
+
+        if not path.is_file():
+            raise MethodError(f"compressed-set file not found: {path}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt, truncated, not a torch file, or holding objects we refuse to unpickle
+            raise bad(one_line(exc)) from None
+        if not isinstance(payload, dict):
+            raise bad(f"expected a mapping of tensors, found {type(payload).__name__}")
+        missing = [k for k in ("images", "labels", "meta_json") if k not in payload]
+        if missing:
+            raise bad(f"missing {', '.join(missing)}")
+        for key in ("images", "labels", "weights", "indices"):
+            if payload.get(key) is not None and not isinstance(payload[key], torch.Tensor):
+                raise bad(f"'{key}' is a {type(payload[key]).__name__}, not a tensor")
+        try:
             meta = json.loads(payload["meta_json"])
-            return cls(
-                images=payload["images"],
-                labels=payload["labels"],
-                weights=payload.get("weights"),
-                indices=payload.get("indices"),
-                meta=meta,
-            )
-        except FileNotFoundError:
-            raise MethodError(f"compressed-set file not found: {path}") from None
-        except Exception as exc:  # corrupt, truncated or not ours
-            raise MethodError(f"cannot read compressed-set file {path}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise bad(f"metadata is not JSON ({one_line(exc)})") from None
+        if not isinstance(meta, dict):
+            raise bad("metadata is not a JSON object")
+        return cls(images=payload["images"], labels=payload["labels"], weights=payload.get("weights"),
+                   indices=payload.get("indices"), meta=meta)
 
 
 class CompressionMethod:
@@ -116,20 +149,29 @@ class CompressionMethod:
         if self.uses_budget:
             check_budget(data, budget, self.budget_limited_by_class, self.name)
         start = time.perf_counter()
-        try:
-            result = self.compress(data, budget, seed, device)
-        except (BudgetError, MethodError):
-            raise
-        except Exception as exc:
-            raise MethodError(f"method '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
+        with shared_work() as shared:
+            try:
+                result = self.compress(data, budget, seed, device)
+            except (BudgetError, MethodError):
+                raise
+            except Exception as exc:
+                raise MethodError(f"method '{self.name}' failed: {one_line(exc)}") from exc
         elapsed = time.perf_counter() - start
-        validate_compressed(result, data, self.name)
+        if not isinstance(result, CompressedSet):
+            raise MethodError(f"method '{self.name}' returned a {type(result).__name__}, not a CompressedSet")
+        try:
+            validate_compressed(result, data.shape, data.num_classes, budget=budget if self.uses_budget else None)
+            validate_indices(result, data)
+        except DataValidationError as exc:
+            raise MethodError(f"method '{self.name}' returned an invalid compressed set: {exc}") from None
         result.meta.setdefault("method", self.name)
         result.meta.setdefault("method_version", self.version)
         result.meta.setdefault("kind", self.kind)
         result.meta["params"] = json_safe(self.params)
         result.meta["per_class_counts"] = result.per_class_counts(data.num_classes)
-        result.meta.setdefault("compress_s", elapsed)
+        # a proxy loaded from the cache reports what it cost to train, so the cost is order-independent
+        result.meta.setdefault("proxy_s", shared.original_s)
+        result.meta.setdefault("compress_s", max(0.0, elapsed - shared.spent_s) + shared.original_s)
         return result
 
 
@@ -148,37 +190,72 @@ def check_budget(data: ImageSet, budget: int, limited_by_class: bool, method: st
             )
 
 
-def validate_compressed(result: CompressedSet, data: ImageSet, method: str) -> None:
-    def fail(msg: str) -> None:
-        raise MethodError(f"method '{method}' returned an invalid compressed set: {msg}")
+def validate_compressed(comp: CompressedSet, shape: tuple[int, ...], num_classes: int,
+                        budget: int | None = None) -> None:
+    """Every property a training set must have, checked before any training; raises one line."""
 
-    if not isinstance(result, CompressedSet):
-        fail(f"expected CompressedSet, got {type(result).__name__}")
-    n = len(result)
-    if result.images.shape[1:] != data.images.shape[1:] or result.images.shape[0] != n:
-        fail(f"images have shape {tuple(result.images.shape)}, expected [{n}, {', '.join(map(str, data.shape))}]")
+    def fail(msg: str) -> None:
+        raise DataValidationError(msg)
+
+    images, labels, weights = comp.images, comp.labels, comp.weights
+    for name, t in (("images", images), ("labels", labels), ("weights", weights)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            fail(f"{name} must be a tensor, got {type(t).__name__}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
+        fail(f"images have shape {list(images.shape)}, expected [N, {', '.join(map(str, shape))}]")
+    if labels.ndim != 1:
+        fail(f"labels must be a vector, got shape {list(labels.shape)}")
+    n = int(images.shape[0])
+    if labels.shape[0] != n:
+        fail(f"{n} images but {labels.shape[0]} labels")
     if n == 0:
-        fail("it is empty")
-    if not torch.isfinite(result.images).all():
-        fail("images contain NaN or inf")
-    lo, hi = float(result.images.min()), float(result.images.max())
+        fail("the set is empty")
+    if not images.is_floating_point():
+        fail(f"images must be floating point in [0, 1], got {images.dtype}")
+    if not torch.isfinite(images).all():
+        fail("images contain NaN or infinite pixels")
+    lo, hi = float(images.min()), float(images.max())
     if lo < 0.0 or hi > 1.0:
-        fail(f"pixels must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
-    if result.labels.min() < 0 or result.labels.max() >= data.num_classes:
-        fail("labels outside the dataset's classes")
-    if result.weights is not None:
-        if result.weights.shape != (n,) or not torch.isfinite(result.weights).all() or (result.weights < 0).any():
-            fail("weights must be one finite non-negative number per image")
-    if result.indices is not None:
-        idx = result.indices
-        if idx.shape != (n,):
-            fail("indices must give one training index per image")
-        if idx.unique().numel() != n:
-            fail("indices are not unique")
-        if idx.min() < 0 or idx.max() >= len(data):
-            fail("indices outside the training set")
-        if not torch.equal(data.labels[idx.cpu()], result.labels.cpu()):
-            fail("labels do not match the labels of the chosen indices")
+        fail(f"pixels must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        fail(f"labels must be integers, got {labels.dtype}")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        fail(f"labels must lie in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
+    if weights is not None:
+        if weights.shape != (n,):
+            fail(f"weights must be one number per image ({n}), got shape {list(weights.shape)}")
+        if not weights.is_floating_point() and weights.dtype not in (torch.int32, torch.int64):
+            fail(f"weights must be numbers, got {weights.dtype}")
+        w = weights.double()
+        if not torch.isfinite(w).all():
+            fail("weights contain NaN or inf")
+        if (w < 0).any():
+            fail(f"weights must be non-negative, got {float(w.min()):.4g}")
+        if not (w > 0).any():
+            fail("weights are all zero")
+    if budget is not None:
+        counts = torch.bincount(labels.cpu().long(), minlength=num_classes).tolist()
+        over = [(c, k) for c, k in enumerate(counts) if k > budget]
+        if over:
+            c, k = max(over, key=lambda ck: ck[1])
+            fail(f"class {c} has {k} images, more than the budget of {budget} per class "
+                 f"({len(over)} class(es) over budget)")
+
+
+def validate_indices(comp: CompressedSet, data: ImageSet) -> None:
+    """Selection methods' chosen training indices must name the returned images' own examples."""
+    idx = comp.indices
+    if idx is None:
+        return
+    n = len(comp)
+    if not isinstance(idx, torch.Tensor) or idx.shape != (n,) or idx.is_floating_point():
+        raise DataValidationError("indices must give one integer training index per image")
+    if idx.unique().numel() != n:
+        raise DataValidationError("indices are not unique")
+    if int(idx.min()) < 0 or int(idx.max()) >= len(data):
+        raise DataValidationError("indices outside the training set")
+    if not torch.equal(data.labels[idx.cpu()], comp.labels.cpu().long()):
+        raise DataValidationError("labels do not match the labels of the chosen indices")
 
 
 def json_safe(value: Any) -> Any:

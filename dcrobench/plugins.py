@@ -4,10 +4,18 @@ Built-in plugins (package ``dcrobench_plugins``, the repo's ``plugins/`` folder)
 same group as third-party ones. A plugin that fails to import, implements a hook that does not
 exist, or raises from a hook is reported in ``PluginFailure`` records and skipped, so one broken
 plugin never takes down ``dcrobench list`` or another method's run.
+
+Built-ins are the entry points that the ``dcrobench`` distribution itself provides from modules
+``dcrobench_plugins.*``. They are registered first, whatever their names sort like, and their names
+(entry-point names and registered item names) are reserved: a third-party plugin cannot replace
+them (see :mod:`dcrobench.registry`). Every plugin carries a :class:`PluginOrigin`, the
+distribution and version that installed it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import traceback
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -18,15 +26,64 @@ from . import hookspecs
 from .names import suggest
 
 ENTRY_POINT_GROUP = "dcrobench"
+BUILTIN_DISTRIBUTION = "dcrobench"
+BUILTIN_PACKAGE = "dcrobench_plugins"
+UNKNOWN_DISTRIBUTION = "unknown"
 
 
 @dataclass(frozen=True)
 class PluginFailure:
     plugin: str
     error: str
+    #: ``True`` for a name conflict: only the conflicting item (or entry point) was skipped
+    conflict: bool = False
 
     def __str__(self) -> str:
+        if self.conflict:
+            return f"plugin '{self.plugin}' conflict: {self.error}"
         return f"plugin '{self.plugin}' skipped: {self.error}"
+
+
+@dataclass(frozen=True)
+class PluginOrigin:
+    """Where a plugin (and so every item it registered) comes from."""
+
+    plugin: str  # entry-point name (or the name given to an ``extra_plugins`` object)
+    distribution: str = UNKNOWN_DISTRIBUTION
+    version: str = ""
+    builtin: bool = False
+
+    def as_dict(self) -> dict[str, str]:
+        return {"distribution": self.distribution, "version": self.version, "plugin": self.plugin}
+
+    @property
+    def provider(self) -> str:
+        """``dcrobench 0.1.0`` / ``evil-plugin 6.6`` / ``unknown``: the distribution, for messages."""
+        return f"{self.distribution} {self.version}".strip()
+
+    def __str__(self) -> str:
+        kind = "built-in plugin" if self.builtin else "plugin"
+        return f"{kind} '{self.plugin}' ({self.provider})"
+
+
+def _normalize(dist_name: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist_name).lower()
+
+
+def entry_point_origin(ep: EntryPoint) -> PluginOrigin:
+    """The distribution behind an entry point; built-in only for dcrobench's own ``dcrobench_plugins``."""
+    dist = getattr(ep, "dist", None)
+    name, ver = UNKNOWN_DISTRIBUTION, ""
+    if dist is not None:
+        try:
+            name = dist.name or dist.metadata["Name"] or UNKNOWN_DISTRIBUTION
+            ver = dist.version or ""
+        except Exception:  # broken metadata: still a plugin, of unknown origin
+            name, ver = UNKNOWN_DISTRIBUTION, ""
+    module = ep.value.split(":")[0].strip()
+    builtin = (dist is not None and _normalize(name) == BUILTIN_DISTRIBUTION
+               and (module == BUILTIN_PACKAGE or module.startswith(BUILTIN_PACKAGE + ".")))
+    return PluginOrigin(ep.name, name, ver, builtin)
 
 
 def _spec_names() -> set[str]:
@@ -45,39 +102,93 @@ def misspelled_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return problems
 
 
-def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, failures: list[PluginFailure]) -> None:
+def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, failures: list[PluginFailure]) -> bool:
     problems = misspelled_hooks(pm, plugin)
     if problems:
         failures.append(PluginFailure(name, "; ".join(problems)))
-        return
+        return False
     if pm.is_registered(plugin) or pm.get_plugin(name) is not None:
         failures.append(PluginFailure(name, "registered twice under the same name"))
-        return
-    pm.register(plugin, name=name)
+        return False
+    try:
+        pm.register(plugin, name=name)
+    except Exception as exc:  # pluggy's validation, e.g. a hook taking arguments its spec does not have
+        failures.append(PluginFailure(name, f"could not be registered: {type(exc).__name__}: {' '.join(str(exc).split())}"))
+        with contextlib.suppress(Exception):
+            pm.unregister(name=name)
+        return False
+    return True
 
 
-def load_entry_point(ep: EntryPoint, pm: pluggy.PluginManager, failures: list[PluginFailure]) -> None:
+def load_entry_point(ep: EntryPoint, pm: pluggy.PluginManager, failures: list[PluginFailure]) -> bool:
     try:
         plugin = ep.load()
     except Exception as exc:
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
         failures.append(PluginFailure(ep.name, f"import failed: {type(exc).__name__}: {exc}{where}"))
-        return
-    register_plugin(pm, plugin, ep.name, failures)
+        return False
+    return register_plugin(pm, plugin, ep.name, failures)
+
+
+def _entry_points_by_origin() -> tuple[list[tuple[EntryPoint, PluginOrigin]], list[tuple[EntryPoint, PluginOrigin]]]:
+    """(built-in, third-party) entry points, each sorted by name, each distinct entry point once."""
+    builtin, third = [], []
+    seen: set[tuple[str, str, str]] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        origin = entry_point_origin(ep)
+        key = (ep.name, ep.value, _normalize(origin.distribution))
+        if key in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(key)
+        (builtin if origin.builtin else third).append((ep, origin))
+    return sorted(builtin, key=lambda e: e[0].name), sorted(third, key=lambda e: e[0].name)
+
+
+def load_plugins(extra_plugins: dict[str, object] | None = None
+                 ) -> tuple[pluggy.PluginManager, list[PluginFailure], dict[str, PluginOrigin]]:
+    """A fresh plugin manager: built-ins first, then third-party entry points, then ``extra_plugins``.
+
+    Returns the manager, the failures, and the origin of every registered plugin by name. An
+    entry-point name already taken by a built-in is refused; one that several third-party
+    distributions use is refused for all of them (never decided by installation order).
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    failures: list[PluginFailure] = []
+    origins: dict[str, PluginOrigin] = {}
+    builtin, third = _entry_points_by_origin()
+    for ep, origin in builtin:
+        if ep.name in origins:
+            failures.append(PluginFailure(ep.name, f"entry point defined twice by {origin.provider}"))
+        elif load_entry_point(ep, pm, failures):
+            origins[ep.name] = origin
+    reserved = {ep.name: origin for ep, origin in builtin}  # even when the built-in failed to load
+    claims: dict[str, list[PluginOrigin]] = {}
+    for _, origin in third:
+        claims.setdefault(origin.plugin, []).append(origin)
+    for ep, origin in third:
+        if ep.name in reserved:
+            failures.append(PluginFailure(ep.name, f"entry-point name of {reserved[ep.name]} is reserved; "
+                                                   f"the entry point of {origin.provider} was not loaded", conflict=True))
+            continue
+        others = [o for o in claims[ep.name] if o != origin]
+        if others:
+            failures.append(PluginFailure(ep.name, f"entry-point name used by {origin.provider} and by "
+                                                   + ", ".join(o.provider for o in others) + "; none of them was loaded",
+                                          conflict=True))
+            continue
+        if load_entry_point(ep, pm, failures):
+            origins[ep.name] = origin
+    for name, plugin in (extra_plugins or {}).items():
+        if name in origins:
+            failures.append(PluginFailure(name, f"registered twice under the same name (already used by {origins[name]})"))
+        elif register_plugin(pm, plugin, name, failures):
+            origins[name] = PluginOrigin(name)
+    return pm, failures, origins
 
 
 def get_plugin_manager(extra_plugins: dict[str, object] | None = None) -> tuple[pluggy.PluginManager, list[PluginFailure]]:
     """A fresh plugin manager with every entry-point plugin (plus ``extra_plugins``, for tests)."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    failures: list[PluginFailure] = []
-    seen: set[str] = set()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(ep.name)
-        load_entry_point(ep, pm, failures)
-    for name, plugin in (extra_plugins or {}).items():
-        register_plugin(pm, plugin, name, failures)
+    pm, failures, _ = load_plugins(extra_plugins)
     return pm, failures

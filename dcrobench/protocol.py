@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from importlib import resources
@@ -123,7 +124,7 @@ class Protocol:
         if n is None:
             return list(self.seeds)
         if n < 1:
-            raise ProtocolError("--seeds must be at least 1")
+            raise ProtocolError(f"--seeds must be at least 1, got {n}")
         return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
 
 
@@ -135,12 +136,46 @@ def _hash(content: dict[str, Any]) -> str:
 def _number(value: Any, where: str) -> float:
     if isinstance(value, str):  # "8/255"
         try:
-            return float(Fraction(value.replace(" ", "")))
+            value = float(Fraction(value.replace(" ", "")))
         except (ValueError, ZeroDivisionError):
             raise ProtocolError(f"{where}: '{value}' is not a number or fraction") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProtocolError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ProtocolError(f"{where}: expected a finite number, got {value!r}")
     return float(value)
+
+
+#: (section, field) -> (lowest allowed, whether the bound is excluded); checked after types
+_RANGES: dict[str, dict[str, tuple[float, bool]]] = {
+    "train": {"epochs": (1, False), "batch_size": (1, False), "lr": (0, True), "adv_lr": (0, True),
+              "momentum": (0, False), "weight_decay": (0, False)},
+    "adversarial": {"steps": (1, False), "step_size": (0, True)},
+    "evaluation": {"pgd_steps": (1, False), "pgd_step_size": (0, True), "apgd_iterations": (1, False),
+                   "apgd_restarts": (1, False), "square_queries": (1, False), "test_subset": (0, False),
+                   "batch_size": (1, False)},
+    "protocol": {"version": (1, False), "budget": (1, False)},
+}
+
+
+def _check_ranges(obj: Any, section: str, where: str) -> None:
+    for name, (low, exclusive) in _RANGES[section].items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if value < low or (exclusive and value == low):
+            bound = f"greater than {low}" if exclusive else f"at least {low}"
+            raise ProtocolError(f"{where}.{name}: must be {bound}, got {value!r}")
+    if section == "train" and obj.momentum >= 1:
+        raise ProtocolError(f"{where}.momentum: must be below 1, got {obj.momentum!r}")
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where}: expected a mapping, got {value!r}")
+    return value
 
 
 def _build(cls, data: Any, where: str):
@@ -165,6 +200,14 @@ def _build(cls, data: Any, where: str):
                 raise ProtocolError(f"{where}.{key}: expected true/false, got {value!r}")
             elif ftype.startswith("tuple"):
                 value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+                if "str" in ftype and not all(isinstance(v, str) and v for v in value):
+                    raise ProtocolError(f"{where}.{key}: expected a list of names, got {list(value)!r}")
+                if "int" in ftype and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise ProtocolError(f"{where}.{key}: expected a list of integers, got {list(value)!r}")
+            elif ftype == "str" and not isinstance(value, str):
+                raise ProtocolError(f"{where}.{key}: expected a string, got {value!r}")
+            elif ftype.startswith("dict"):
+                value = _mapping(value, f"{where}.{key}")
         except TypeError:
             raise ProtocolError(f"{where}.{key}: bad value {value!r}") from None
         kwargs[key] = value
@@ -184,7 +227,23 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
         "evaluation": _build(EvalSettings, data.pop("evaluation", None), "evaluation"),
     }
     proto = _build(Protocol, data, "protocol")
-    eps = {str(k): _number(v, f"epsilon_linf.{k}") for k, v in (proto.epsilon_linf or {}).items()}
+    _check_ranges(proto, "protocol", "protocol")
+    for section in ("train", "adversarial", "evaluation"):
+        _check_ranges(nested[section], section, section)
+    if not proto.seeds:
+        raise ProtocolError("protocol.seeds: give at least one seed")
+    if len(set(proto.seeds)) != len(proto.seeds):
+        raise ProtocolError(f"protocol.seeds: seeds repeat: {list(proto.seeds)}")
+    eps = {str(k): _number(v, f"epsilon_linf.{k}") for k, v in _mapping(proto.epsilon_linf, "epsilon_linf").items()}
+    for k, v in eps.items():
+        if v <= 0:
+            raise ProtocolError(f"epsilon_linf.{k}: must be greater than 0, got {v!r}")
+    methods = _mapping(proto.methods, "methods")
+    for name, params in methods.items():
+        _mapping(params, f"methods.{name}")
+    overrides = _mapping(proto.train_overrides, "train_overrides")
+    for name, over in overrides.items():
+        _mapping(over, f"train_overrides.{name}")
     attacks: list[str] = []
     for a in nested["evaluation"].attacks:
         attacks.extend(ATTACK_SETS.get(a, [a]))
@@ -194,15 +253,17 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     if nested["train"].schedule not in ("constant", "cosine"):
         raise ProtocolError("train.schedule must be 'constant' or 'cosine'")
     train_fields = {f.name for f in fields(TrainSettings)}
-    for method, over in (proto.train_overrides or {}).items():
-        bad = set(over) - train_fields
+    for method, over in overrides.items():
+        bad = set(over or {}) - train_fields
         if bad:
             raise ProtocolError(f"train_overrides.{method}: unknown keys {sorted(bad)} (train keys: {sorted(train_fields)})")
+        merged = _build(TrainSettings, {**dataclasses.asdict(nested["train"]), **(over or {})}, f"train_overrides.{method}")
+        _check_ranges(merged, "train", f"train_overrides.{method}")
     return dataclasses.replace(
         proto, **nested, epsilon_linf=eps, seeds=tuple(int(s) for s in proto.seeds),
-        model_params=dict(proto.model_params or {}), proxy=dict(proto.proxy or {}),
-        methods={k: dict(v or {}) for k, v in (proto.methods or {}).items()},
-        train_overrides={k: dict(v or {}) for k, v in (proto.train_overrides or {}).items()},
+        model_params=dict(_mapping(proto.model_params, "model_params")), proxy=dict(_mapping(proto.proxy, "proxy")),
+        methods={str(k): dict(v or {}) for k, v in methods.items()},
+        train_overrides={str(k): dict(v or {}) for k, v in overrides.items()},
         version=int(proto.version), source=source,
     )
 

@@ -16,6 +16,7 @@ work with the two factors (``last_layer_factors``) and their kernel
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import cache_dir, content_key
+from .cache import cache_dir, content_key, report_damaged
+from .costs import note_shared
 from .errors import TrainingDivergedError
 from .fileio import atomic_torch_save
 from .imageset import ImageSet
 
-PROXY_FORMAT_VERSION = 1
+PROXY_FORMAT_VERSION = 2  # 2: the entry records its training seconds
 
 OnEpoch = Callable[[int, "nn.Module | None", torch.Tensor], None]
 
@@ -138,6 +140,7 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
             torch.manual_seed(int(seed))
             return build_model(settings, data).to(device)
 
+    started = time.perf_counter()
     if use_cache and path.exists():
         try:
             payload = torch.load(path, map_location=device, weights_only=True)
@@ -145,12 +148,13 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
             model.load_state_dict(payload["state_dict"])
             trace = payload["trace"].bool().cpu()
             model.eval()
+            note_shared(float(payload["train_s"]), started)
             if on_epoch is not None:
                 for t in range(trace.shape[0]):
                     on_epoch(t, None, trace[t])
             return model, trace
-        except Exception:  # corrupt or stale entry: retrain and overwrite
-            pass
+        except Exception as exc:  # corrupt or stale entry: retrain and overwrite
+            report_damaged(path, exc)
 
     from tqdm.auto import tqdm
 
@@ -185,10 +189,12 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
         if on_epoch is not None:
             on_epoch(epoch, model, trace[epoch])
     model.eval()
+    train_s = time.perf_counter() - started
+    note_shared(train_s, started)
     if use_cache:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         atomic_torch_save({"format_version": PROXY_FORMAT_VERSION, "state_dict": state, "trace": trace,
-                           "settings_key": settings.key()}, path)
+                           "settings_key": settings.key(), "train_s": train_s}, path)
     return model, trace
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import DcrobenchError
 from .fileio import atomic_write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,47 @@ def write_record(results_dir: Path, key: CellKey, record: dict[str, Any]) -> Pat
 def record_paths(results_dir: Path) -> list[Path]:
     """Record files under ``results_dir`` (stage-cache folders, named with a leading ``_``, excluded)."""
     root = Path(results_dir)
-    return sorted(p for p in root.rglob("*.json") if not any(part.startswith("_") for part in p.relative_to(root).parts))
+    return sorted(p for p in root.rglob("*.json")
+                  if p.is_file() and not any(part.startswith("_") for part in p.relative_to(root).parts))
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``results_dir``; unreadable files raise with their path."""
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a readable record file, else (None, one-line reason): unreadable, not UTF-8,
+    not JSON (NaN and Infinity included), or not a JSON object."""
+    try:
+        rec = json.loads(Path(path).read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
+    except (ValueError, RecursionError) as exc:
+        return None, f"not valid JSON ({' '.join(str(exc).split()) or type(exc).__name__})"
+    if not isinstance(rec, dict):
+        return None, f"not a JSON object but a JSON {type(rec).__name__}"
+    return rec, None
+
+
+def load_records(results_dir: Path, errors: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Every record file under ``results_dir``, parsed, in path order, each tagged with its ``_path``.
+
+    Nothing is dropped silently: a file that cannot be read, is not JSON or not a JSON object raises
+    DcrobenchError naming it, or, when ``errors`` is given, is appended to it as (path, reason). Records are
+    not validated here: one without schema_version is returned, for validation to reject with its reason.
+    """
     out = []
     for path in record_paths(results_dir):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DcrobenchError(f"cannot read result record {path}: {exc}") from None
-        if isinstance(rec, dict) and rec.get("schema_version") is not None:
-            rec["_path"] = str(path)
-            out.append(rec)
+        rec, reason = read_record(path)
+        if reason is not None:
+            if errors is None:
+                raise DcrobenchError(f"cannot read result record {path}: {reason}")
+            errors.append((str(path), reason))
+            continue
+        rec["_path"] = str(path)
+        out.append(rec)
     return out

@@ -15,14 +15,21 @@ import torch
 from . import __version__
 from .attacks import AttackSpec, evaluate_robustness
 from .datasets import DatasetSpec, load_dataset, stratified_subset
-from .errors import DcrobenchError, MethodError
+from .cache import cache_root
+from .costs import StageCost
+from .errors import DataValidationError, DcrobenchError, MethodError
+from .fileio import ensure_writable_dir
 from .imageset import ImageSet
-from .methods import CompressedSet, CompressionMethod, json_safe
+from .methods import CompressedSet, CompressionMethod, json_safe, validate_compressed
 from .protocol import Protocol
 from .registry import Registries
 from .results import SCHEMA_VERSION, CellKey, record_path, write_record
 from .stages import STAGES_DIRNAME, StageStore
 from .train import AdversarialTarget, train
+from .validation import record_errors
+
+#: metadata a saved set must carry to be scored: what made it, and from which training set
+FILE_META_REQUIRED = ("method", "dataset", "data_fingerprint")
 
 
 @dataclass
@@ -54,6 +61,8 @@ class Resolved:
     method: CompressionMethod | None
     compressed: CompressedSet | None
     budget: int | None
+    #: distribution that provided the method ({distribution, version, plugin})
+    source: dict[str, str] = field(default_factory=dict)
 
 
 def resolve(req: RunRequest, regs: Registries) -> Resolved:
@@ -68,11 +77,51 @@ def resolve(req: RunRequest, regs: Registries) -> Resolved:
         method = cls(**req.protocol.method_params(req.method, cls.default_params))
         budget = req.budget if req.budget is not None else req.protocol.budget
         return Resolved(dataset, model_name, model_spec.build, attacks, req.method, method, None,
-                        budget if cls.uses_budget else None)
-    compressed = CompressedSet.load(req.compressed_file)
-    name = f"file:{Path(req.compressed_file).stem}"
-    return Resolved(dataset, model_name, model_spec.build, attacks, name, None, compressed,
-                    compressed.meta.get("budget"))
+                        budget if cls.uses_budget else None, source=_origin(regs, req.method))
+    compressed, name, budget = load_compressed_file(Path(req.compressed_file), dataset)
+    return Resolved(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
+                    source=_file_source(compressed.meta))
+
+
+def _origin(regs: Registries, method: str) -> dict[str, str]:
+    return regs.methods.origin(method).as_dict()
+
+
+def _file_source(meta: dict[str, Any]) -> dict[str, str]:
+    src = meta.get("source")
+    if isinstance(src, dict) and all(isinstance(src.get(k), str) for k in ("distribution", "version", "plugin")):
+        return {k: src[k] for k in ("distribution", "version", "plugin")}
+    return {"distribution": "unknown", "version": "", "plugin": ""}
+
+
+def load_compressed_file(path: Path, dataset: DatasetSpec) -> tuple[CompressedSet, str, int | None]:
+    """A saved set, validated against the dataset before any work; named by its maker and its content.
+
+    Returns the set, its record name (``herding (file 3fa2c1d0)``: the method from the metadata,
+    the hash from the tensors) and the budget it was made for.
+    """
+    comp = CompressedSet.load(path)
+
+    def bad(why: str) -> MethodError:
+        return MethodError(f"compressed-set file {path}: {why}")
+
+    meta = comp.meta
+    missing = [k for k in FILE_META_REQUIRED if not isinstance(meta.get(k), str) or not meta.get(k)]
+    if missing:
+        raise bad(f"metadata lacks {', '.join(missing)} (files written by `dcrobench compress` carry them)")
+    if meta["dataset"] != dataset.name:
+        raise bad(f"it was made from dataset '{meta['dataset']}', not '{dataset.name}'")
+    budget = meta.get("budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise bad(f"metadata budget must be a positive integer or null, got {budget!r}")
+    try:
+        validate_compressed(comp, (dataset.channels, dataset.size, dataset.size), dataset.num_classes, budget=budget)
+    except DataValidationError as exc:
+        raise bad(str(exc)) from None
+    comp.images, comp.labels = comp.images.float(), comp.labels.long()
+    if comp.weights is not None:
+        comp.weights = comp.weights.float()
+    return comp, f"{meta['method']} (file {comp.content_hash()[:8]})", budget
 
 
 def build_model(res: Resolved, protocol: Protocol, seed: int) -> torch.nn.Module:
@@ -84,7 +133,7 @@ def build_model(res: Resolved, protocol: Protocol, seed: int) -> torch.nn.Module
 def compress(res: Resolved, train_set: ImageSet, seed: int, device: torch.device) -> CompressedSet:
     if res.compressed is not None:
         fp = res.compressed.meta.get("data_fingerprint")
-        if fp and fp != train_set.fingerprint():
+        if fp != train_set.fingerprint():
             raise MethodError(f"the compressed set was made from a different training set than '{train_set.name}' "
                               f"(fingerprint {fp} vs {train_set.fingerprint()})")
         return res.compressed
@@ -94,6 +143,7 @@ def compress(res: Resolved, train_set: ImageSet, seed: int, device: torch.device
     out.meta.setdefault("data_fingerprint", train_set.fingerprint())
     out.meta.setdefault("budget", res.budget)
     out.meta.setdefault("seed", seed)
+    out.meta.setdefault("source", res.source)
     return out
 
 
@@ -135,12 +185,18 @@ def cell_key(req: RunRequest, res: Resolved, norm: str, seed: int) -> CellKey:
 
 
 def compress_key(res: Resolved, train_set: ImageSet, seed: int) -> str:
-    if res.compressed is not None:
-        return StageStore.key("compress", "file", res.compressed.meta, train_set.fingerprint())
+    if res.compressed is not None:  # a saved set is what its tensors are, whatever its metadata says
+        return StageStore.key("compress", "file", res.compressed.content_hash(), train_set.fingerprint())
     m = res.method
     assert m is not None
     return StageStore.key("compress", m.name, m.version, json_safe(m.params), train_set.fingerprint(), res.budget,
                           seed if m.uses_seed else None)
+
+
+def check_writable(req: RunRequest) -> None:
+    """Refuse unwritable output folders before any stage is computed."""
+    ensure_writable_dir(req.results_dir, "results folder")
+    ensure_writable_dir(cache_root(), "cache folder (DCROBENCH_CACHE)")
 
 
 def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
@@ -154,7 +210,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
 
     res = resolve(req, regs)
     p = req.protocol
-    store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME)
+    store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME, warn=log)
     records: list[dict[str, Any]] = []
     todo: list[int] = []
     for seed in req.seeds:
@@ -166,6 +222,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
             todo.append(seed)
     if not todo:
         return records
+    check_writable(req)
 
     train_set, test_set = load_dataset(res.dataset, req.data_root, req.download)
     test_eval = stratified_subset(test_set, p.evaluation.test_subset)
@@ -173,48 +230,57 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
     model_id = (res.model_name, json_safe(p.model_params))
     attack_names = [a.name for a in res.attacks]
 
-    def evaluate(model_key: str, model_loader: Callable[[], torch.nn.Module], norm: str, eps: float, seed: int) -> dict:
-        key = StageStore.key("attack", model_key, norm, eps, json_safe(p.evaluation), attack_names,
+    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[dict, StageCost]:
+        key = StageStore.key("attack", stage.key, norm, eps, json_safe(p.evaluation), attack_names,
                              test_eval.fingerprint(), seed)
-        return store.evaluation(key, lambda: evaluate_robustness(
-            model_loader(), test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks,
+        return store.evaluation(key, stage.model, lambda model: evaluate_robustness(
+            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks,
             settings=p.evaluation, seed=seed, device=req.device))
 
     for seed in todo:
         ckey = compress_key(res, train_set, seed)
         cache_compressed = res.method is not None and res.method.cache_stage
-        comp = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device), store=cache_compressed)
+        comp, comp_cost = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device),
+                                           store=cache_compressed)
+        if res.compressed is not None:  # a saved set: made elsewhere, its cost is the one it records
+            comp_cost = StageCost(comp_cost.seconds, cached=True)
 
-        std_key = StageStore.key("standard", ckey, model_id, json_safe(settings), seed)
-        std_model = _lazy(lambda: store.model(
-            std_key, lambda: build_model(res, p, seed).to(req.device),
-            lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
-                            device=req.device, progress=req.progress, desc=f"standard s{seed}")))
+        std = ModelStage(store, StageStore.key("standard", ckey, model_id, json_safe(settings), seed),
+                         lambda: build_model(res, p, seed).to(req.device),
+                         lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
+                                         device=req.device, progress=req.progress, desc=f"standard s{seed}"))
 
         for norm in req.norms:
             key = cell_key(req, res, norm, seed)
             if record_path(req.results_dir, key).exists():
                 continue
             eps = p.eps(res.dataset.name, norm, res.dataset.input_dim)
-            std_eval = evaluate(std_key, lambda: std_model()[0], norm, eps, seed)
+            std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
 
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
             eta = comp.meta.get("eta_per_class") if adv_info["radius"] == "eps+eta" else None
-            adv_key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial),
-                                     norm, eps, adv_info["radius"], eta, seed)
-            adv_model = _lazy(lambda: store.model(
-                adv_key, lambda: build_model(res, p, seed).to(req.device),
-                lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
-                                adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed,
-                                device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}")))
-            adv_eval = evaluate(adv_key, lambda: adv_model()[0], norm, eps, seed)
+            adv = ModelStage(store, StageStore.key("adversarial", ckey, model_id, json_safe(settings),
+                                                   json_safe(p.adversarial), norm, eps, adv_info["radius"], eta, seed),
+                             lambda: build_model(res, p, seed).to(req.device),
+                             lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
+                                             adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed,
+                                             device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}"))
+            adv_eval, adv_eval_cost = evaluate(adv, norm, eps, seed)
 
             diagnostics = res.method.diagnostics(comp, eps=eps, norm=norm) if res.method is not None else {}
-            train_s = _stage_seconds(std_key, std_model, store) + _stage_seconds(adv_key, adv_model, store)
-            record = make_record(req, res, comp, key, eps, std_eval, adv_eval, adv_info, diagnostics, {
-                "compress_s": float(comp.meta.get("compress_s", 0.0)), "train_s": train_s,
-                "eval_s": std_eval.pop("eval_s", 0.0) + adv_eval.pop("eval_s", 0.0),
-                "peak_mem_mb": peak_memory_mb(req.device)})
+            std_cost, adv_cost = std.cost(), adv.cost()
+            cost = {
+                "compress_s": comp_cost.seconds, "proxy_s": float(comp.meta.get("proxy_s", 0.0)),
+                "train_s": std_cost.seconds + adv_cost.seconds,
+                "eval_s": std_eval_cost.seconds + adv_eval_cost.seconds,
+                "peak_mem_mb": peak_memory_mb(req.device),
+                "cached": {"compress": comp_cost.cached, "standard": std_cost.cached,
+                           "adversarial": adv_cost.cached, "attack": std_eval_cost.cached and adv_eval_cost.cached},
+            }
+            record = make_record(req, res, comp, key, eps, std_eval, adv_eval, adv_info, diagnostics, cost)
+            problems = record_errors(record)
+            if problems:  # never publish a record the leaderboard would refuse
+                raise DcrobenchError(f"{key.method} seed {seed} {norm}: the record is invalid: {problems[0]}")
             path = write_record(req.results_dir, key, record)
             records.append(record)
             log(f"seed {seed} {norm}: standard score {record['scores']['standard']:.4f}, "
@@ -222,39 +288,43 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
     return records
 
 
-def _lazy(make: Callable[[], Any]) -> Callable[[], Any]:
-    """Compute on first call only (a model whose evaluations are all cached is never loaded)."""
-    box: list[Any] = []
+class ModelStage:
+    """A training stage computed (or loaded) on first use: a model whose attacks are all cached is never built."""
 
-    def get() -> Any:
-        if not box:
-            box.append(make())
-        return box[0]
+    def __init__(self, store: StageStore, key: str, build: Callable[[], torch.nn.Module],
+                 fit: Callable[[torch.nn.Module], dict]) -> None:
+        self.store, self.key, self._build, self._fit = store, key, build, fit
+        self._model: torch.nn.Module | None = None
+        self._cost: StageCost | None = None
 
-    get.done = lambda: bool(box)  # type: ignore[attr-defined]
-    return get
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model, self._cost = self.store.model(self.key, self._build, self._fit)
+        return self._model
 
-
-def _stage_seconds(key: str, lazy_model: Callable[[], Any], store: StageStore) -> float:
-    """Training seconds of a model stage (from its stored metadata when it was trained earlier)."""
-    if lazy_model.done():  # type: ignore[attr-defined]
-        return float(lazy_model()[1].get("train_s", 0.0))
-    return float(store.model_meta(key).get("train_s", 0.0))
+    def cost(self) -> StageCost:
+        """Training seconds (from the stored stage when this run did not need the model)."""
+        if self._cost is None:
+            meta = self.store.model_meta(self.key)
+            self._cost = StageCost(float(meta.get("train_s", 0.0)), cached=True)
+        return self._cost
 
 
 def make_record(req: RunRequest, res: Resolved, comp: CompressedSet, key: CellKey, eps: float,
                 std_eval: dict, adv_eval: dict, adv_info: dict, diagnostics: dict, cost: dict) -> dict[str, Any]:
     p = req.protocol
     # params and counts have their own fields, time spent is under "cost"
-    meta = json_safe({k: v for k, v in comp.meta.items() if k not in ("params", "per_class_counts", "compress_s")})
+    meta = json_safe({k: v for k, v in comp.meta.items()
+                      if k not in ("params", "per_class_counts", "compress_s", "proxy_s", "source")})
     return {
         "schema_version": SCHEMA_VERSION,
         "dcrobench_version": __version__,
         "protocol": {"name": p.name, "version": p.version, "hash": key.protocol_hash},
         "method": {"name": res.method_name, "version": comp.meta.get("method_version", ""),
                    "kind": comp.meta.get("kind", ""), "params": comp.meta.get("params", {}),
-                   "source": str(req.compressed_file) if req.compressed_file else "registry"},
+                   "source": res.source},
         "dataset": res.dataset.name,
+        "compressed_set": {"content_hash": comp.content_hash(), "from_file": res.compressed is not None},
         "budget": {"ipc": res.budget, "per_class_counts": comp.per_class_counts(res.dataset.num_classes),
                    "total": len(comp), "weighted": comp.weights is not None},
         "model": res.model_name,

@@ -3,7 +3,11 @@
 A run is four stages — compress, train standard, train adversarial, attack — and each is stored
 under a key hashing everything that determines it. A crash, a kill or a new seed therefore redoes
 only what is missing, and one compressed set serves every model and norm that shares it. Files are
-written atomically, so concurrent workers computing the same stage cannot corrupt it.
+written atomically, so concurrent workers computing the same stage cannot corrupt it; a file that
+is damaged anyway (disk full, a copy cut short) is reported once and recomputed.
+
+Every stage comes back with its ``StageCost``: the seconds it took when it was computed, and
+whether this run loaded it instead.
 """
 
 from __future__ import annotations
@@ -19,47 +23,63 @@ import torch
 from torch import nn
 
 from .cache import content_key
+from .costs import StageCost
+from .errors import one_line
 from .fileio import atomic_torch_save, atomic_write_json
 from .methods import CompressedSet
 
 STAGES_DIRNAME = "_stages"
+#: 2: attack stages store {"result", "seconds"}; model stages time training only
+STAGE_FORMAT = 2
 
 
 class StageStore:
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, warn: Callable[[str], None] | None = None) -> None:
         self.root = Path(root) if root is not None else None
+        self.warn = warn or (lambda message: None)
         self.computed: Counter[str] = Counter()
         self.loaded: Counter[str] = Counter()
 
     @staticmethod
     def key(kind: str, *parts: Any) -> str:
-        return f"{kind}-{content_key(kind, *parts)}"
+        return f"{kind}-{content_key(kind, STAGE_FORMAT, *parts)}"
 
     def _path(self, kind: str, key: str, ext: str) -> Path | None:
         return None if self.root is None else self.root / kind / f"{key}.{ext}"
 
-    def compressed(self, key: str, make: Callable[[], CompressedSet], store: bool = True) -> CompressedSet:
+    def _damaged(self, path: Path, exc: BaseException) -> None:
+        self.warn(f"warning: stage file {path} is unreadable ({one_line(exc)}); recomputing it")
+
+    def compressed(self, key: str, make: Callable[[], CompressedSet], store: bool = True) -> tuple[CompressedSet, StageCost]:
         path = self._path("compress", key, "pt") if store else None
         if path is not None and path.exists():
-            self.loaded["compress"] += 1
-            return CompressedSet.load(path)
+            try:
+                comp = CompressedSet.load(path)
+                self.loaded["compress"] += 1
+                return comp, StageCost(float(comp.meta.get("compress_s", 0.0)), cached=True)
+            except Exception as exc:
+                self._damaged(path, exc)
         comp = make()
         self.computed["compress"] += 1
         if path is not None:
             comp.save(path)
-        return comp
+        return comp, StageCost(float(comp.meta.get("compress_s", 0.0)), cached=False)
 
-    def model(self, key: str, build: Callable[[], nn.Module], fit: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict]:
+    def model(self, key: str, build: Callable[[], nn.Module], fit: Callable[[nn.Module], dict]) -> tuple[nn.Module, StageCost]:
         """A trained model: loaded from its stage file or built and trained (``fit`` returns stats)."""
         kind = key.split("-", 1)[0]
         path = self._path("models", key, "pt")
         model = build()
         meta = self.model_meta(key)
-        if meta:
-            device = next(model.parameters()).device
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-            self.loaded[kind] += 1
-            return model.eval(), meta
+        if meta and path is not None:
+            try:
+                device = next(model.parameters()).device
+                model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+                self.loaded[kind] += 1
+                return model.eval(), StageCost(float(meta["train_s"]), cached=True)
+            except Exception as exc:
+                self._damaged(path, exc)
+                model = build()
         start = time.perf_counter()
         stats = fit(model)
         meta = {**stats, "train_s": time.perf_counter() - start}
@@ -67,24 +87,41 @@ class StageStore:
         if path is not None:
             atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
             atomic_write_json(path.with_suffix(".json"), meta)  # written last: marks the stage complete
-        return model.eval(), meta
+        return model.eval(), StageCost(meta["train_s"], cached=False)
 
     def model_meta(self, key: str) -> dict:
-        """Training metadata of a stored model stage ({} when it was never completed)."""
+        """Training metadata of a stored model stage ({} when it was never completed or is damaged)."""
         path = self._path("models", key, "json")
         if path is None or not path.exists():
             return {}
-        return json.loads(path.read_text())
+        try:
+            meta = json.loads(path.read_text())
+            if not isinstance(meta, dict) or not isinstance(meta.get("train_s"), (int, float)):
+                raise ValueError("no train_s")
+            return meta
+        except Exception as exc:
+            self._damaged(path, exc)
+            return {}
 
-    def evaluation(self, key: str, make: Callable[[], dict]) -> dict:
+    def evaluation(self, key: str, load_model: Callable[[], nn.Module],
+                   attack: Callable[[nn.Module], dict]) -> tuple[dict, StageCost]:
+        """An attack stage; only ``attack`` is timed (getting the model is the training stage's cost)."""
         path = self._path("attack", key, "json")
         if path is not None and path.exists():
-            self.loaded["attack"] += 1
-            return json.loads(path.read_text())
+            try:
+                stored = json.loads(path.read_text())
+                result, seconds = stored["result"], float(stored["seconds"])
+                if not isinstance(result, dict):
+                    raise ValueError("result is not an object")
+                self.loaded["attack"] += 1
+                return result, StageCost(seconds, cached=True)
+            except Exception as exc:
+                self._damaged(path, exc)
+        model = load_model()
         start = time.perf_counter()
-        result = make()
-        result["eval_s"] = time.perf_counter() - start
+        result = attack(model)
+        seconds = time.perf_counter() - start
         self.computed["attack"] += 1
         if path is not None:
-            atomic_write_json(path, result)
-        return result
+            atomic_write_json(path, {"result": result, "seconds": seconds})
+        return result, StageCost(seconds, cached=False)

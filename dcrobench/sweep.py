@@ -14,13 +14,26 @@ A *task* is one (protocol, method, dataset, budget, seed) with all of its models
 compressed set it shares is made once inside the task. Each task writes its records itself (atomic,
 collision-free names), so executors only schedule; a killed sweep re-run skips finished records
 and, through the stage cache, finished stages.
+
+A task that fails (any exception, in-process or in a worker) is reported as one line naming its
+cell and the sweep goes on; the summary lists every failure (``failed``, ``failures``). Worker
+processes never outlive the sweep: each dies with its parent (``PR_SET_PDEATHSIG`` and a watchdog
+thread), and a SIGTERM to the parent stops the workers and ends the sweep with
+:class:`SweepInterrupted`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
+import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +45,16 @@ from .names import unknown_name_message
 
 AXES = ("methods", "datasets", "budgets", "models", "norms", "seeds")
 BLOCK_KEYS = set(AXES) | {"protocol"}
+#: signals that stop a sweep cleanly (workers stopped first); SIGINT raises KeyboardInterrupt as usual
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class SweepInterrupted(DcrobenchError):
+    """The sweep got a stop signal; its workers were stopped. A re-run resumes."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        self.signum = signum
+        super().__init__(message or f"sweep stopped by {signal.Signals(signum).name}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,16 @@ class Task:
     @property
     def label(self) -> str:
         return f"{self.method}/{self.dataset}/b{self.budget}/s{self.seed}"
+
+    @property
+    def cell(self) -> str:
+        """The label with the protocol, models and norms: names the task unambiguously in messages."""
+        proto = Path(self.protocol).stem if self.protocol.endswith((".yaml", ".yml")) else self.protocol
+        return f"{self.label} (protocol {proto}, models {','.join(self.models)}, norms {','.join(self.norms)})"
+
+    @classmethod
+    def from_payload(cls, task: dict[str, Any]) -> Task:
+        return cls(**{**task, "models": tuple(task["models"]), "norms": tuple(task["norms"])})
 
 
 @dataclass
@@ -147,7 +180,7 @@ def run_task(task: dict[str, Any], results_dir: str, device: str | None, threads
     from .stages import STAGES_DIRNAME, StageStore
 
     set_threads(threads)
-    t = Task(**{**task, "models": tuple(task["models"]), "norms": tuple(task["norms"])})
+    t = Task.from_payload(task)
     proto = load_protocol(t.protocol)
     store = StageStore(Path(results_dir) / STAGES_DIRNAME)
     start = time.perf_counter()
@@ -160,32 +193,155 @@ def run_task(task: dict[str, Any], results_dir: str, device: str | None, threads
             "computed": dict(store.computed), "loaded": dict(store.loaded)}
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line: our errors as their message; anything else with its type and where it was raised."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, DcrobenchError):
+        return text or type(exc).__name__
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    if last:
+        line += f" ({Path(last[0].filename).name}:{last[0].lineno})"
+    return line
+
+
+def task_failure(task: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """What a failed task reports instead of its result (picklable: plain strings)."""
+    return {"task": task, "error": describe_error(exc), "type": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+
+
+def run_task_reported(task: dict[str, Any], results_dir: str, device: str | None, threads: int | None) -> dict[str, Any]:
+    """``run_task``, with any exception turned into a failure result (so it never has to be pickled)."""
+    try:
+        return run_task(task, results_dir, device, threads)
+    except SweepInterrupted:  # a stop signal is the sweep's, not the task's
+        raise
+    except Exception as exc:
+        return task_failure(task, exc)
+
+
+# --- worker processes die with their parent -------------------------------------------------
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_INTERVAL_S = 0.2
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:  # reparented: the parent is gone
+            os._exit(1)
+        time.sleep(WATCHDOG_INTERVAL_S)
+
+
+def worker_init(parent_pid: int) -> None:
+    """Initializer of every local worker process: never outlive ``parent_pid``.
+
+    ``PR_SET_PDEATHSIG`` kills the worker as soon as the parent dies (even by SIGKILL), but it is
+    tied to the parent *thread* that created the worker; the watchdog thread covers that case and
+    non-Linux systems (within ``WATCHDOG_INTERVAL_S``).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0))
+        except Exception:  # no libc prctl: the watchdog still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="dcrobench-parent-watchdog", daemon=True).start()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`SweepInterrupted` in the main thread (elsewhere: no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SweepInterrupted(signum)
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_workers(pool) -> None:
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
+
+
 # --- executors -----------------------------------------------------------------------------
-def pending_tasks(grid: Grid, results_dir: Path) -> tuple[list[Task], int]:
-    tasks, done = [], 0
+def pending_tasks(grid: Grid, results_dir: Path) -> tuple[list[Task], int, list[dict[str, Any]]]:
+    """(tasks to run, number already done, failures of tasks whose cells could not even be resolved).
+
+    A configuration error (a ``DcrobenchError``: unknown name, bad parameter) refuses the whole sweep
+    before any work, naming the task; anything else (a plugin's bug) fails that task only.
+    """
+    tasks, done, failed = [], 0, []
     for task in grid.tasks():
-        cells = task_cells(task, results_dir)
+        try:
+            cells = task_cells(task, results_dir)
+        except DcrobenchError as exc:
+            raise DcrobenchError(f"grid {grid.name}, task {task.cell}: {describe_error(exc)}") from None
+        except Exception as exc:
+            failed.append(task_failure(asdict(task), exc))
+            continue
         if all(path.exists() for _, path in cells):
             done += 1
         else:
             tasks.append(task)
-    return tasks, done
+    return tasks, done, failed
 
 
 def run_local(tasks: Iterable[Task], results_dir: Path, device: str | None, threads: int | None, workers: int,
               on_done: Callable[[dict], None]) -> None:
+    """Tasks in this process (``workers`` 1) or in a pool of spawned processes that die with this one.
+
+    ``on_done`` gets each task's result, or its failure (``"error"`` key) when it raised.
+    """
     payloads = [asdict(t) for t in tasks]
     if workers <= 1:
         for p in payloads:
-            on_done(run_task(p, str(results_dir), device, threads))
+            on_done(run_task_reported(p, str(results_dir), device, threads))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_task, p, str(results_dir), device, threads) for p in payloads]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(),))
+    finished = False
+    try:
+        futures = {pool.submit(run_task_reported, p, str(results_dir), device, threads): p for p in payloads}
         for fut in as_completed(futures):
-            on_done(fut.result())
+            try:
+                result = fut.result()
+            except SweepInterrupted:
+                raise
+            except Exception as exc:  # the worker died (BrokenProcessPool) or its result did not pickle
+                result = task_failure(futures[fut], exc)
+            on_done(result)
+        finished = True
+    finally:
+        if not finished:  # interrupted (signal, Ctrl-C, a bug in on_done): no worker may go on alone
+            _stop_workers(pool)
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def run_ray(tasks: Iterable[Task], results_dir: Path, device: str | None, threads: int | None, workers: int,
@@ -201,12 +357,22 @@ def run_ray(tasks: Iterable[Task], results_dir: Path, device: str | None, thread
                  log_to_driver=False, ignore_reinit_error=True)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=threads or 1)(run_task)
-        pending = [remote.remote(asdict(t), str(Path(results_dir).resolve()), device, threads) for t in tasks]
+        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=threads or 1)(run_task_reported)
+        payloads = {}
+        for t in tasks:
+            ref = remote.remote(asdict(t), str(Path(results_dir).resolve()), device, threads)
+            payloads[ref] = asdict(t)
+        pending = list(payloads)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                on_done(ray.get(ref))
+                try:
+                    result = ray.get(ref)
+                except SweepInterrupted:
+                    raise
+                except Exception as exc:  # the Ray worker died or the task could not be shipped
+                    result = task_failure(payloads[ref], exc)
+                on_done(result)
     finally:
         if started_here:
             ray.shutdown()
@@ -216,28 +382,59 @@ EXECUTORS = {"local": run_local, "ray": run_ray}
 
 
 def run_sweep(grid: Grid, results_dir: Path, *, executor: str = "local", workers: int = 1, device: str | None = None,
-              threads: int | None = None, progress: bool | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+              threads: int | None = None, progress: bool | None = None, log: Callable[[str], None] = print,
+              ray_address: str | None = None) -> dict[str, Any]:
+    """Run what is missing of ``grid``. A failing task is logged (``failed: <cell>: <error>``) and the
+    sweep goes on; the summary counts it in ``failed`` and describes it in ``failures`` (``cell``,
+    ``task``, ``error``, ``type``, ``traceback``). SIGTERM/SIGHUP stop the workers and raise
+    :class:`SweepInterrupted`."""
     from tqdm.auto import tqdm
 
     if executor not in EXECUTORS:
         raise DcrobenchError(unknown_name_message("executor", executor, EXECUTORS))
-    tasks, done = pending_tasks(grid, results_dir)
-    total = len(tasks) + done
+    if not isinstance(workers, int) or workers < 1:
+        raise DcrobenchError("--workers must be at least 1")
+    if threads is not None and threads < 1:
+        raise DcrobenchError("--threads must be at least 1")
+    tasks, done, unresolved = pending_tasks(grid, results_dir)
+    total = len(tasks) + done + len(unresolved)
     log(f"grid {grid.name}: {total} tasks, {done} done, {len(tasks)} to run ({executor}, {workers} worker(s))")
-    summary = {"tasks": total, "already_done": done, "ran": 0, "computed": {}, "loaded": {}}
+    summary: dict[str, Any] = {"tasks": total, "already_done": done, "ran": 0, "failed": 0, "failures": [],
+                               "computed": {}, "loaded": {}}
     bar = tqdm(total=total, initial=done, desc=f"sweep {grid.name}", unit="task", disable=None if progress is None else not progress)
 
-    def on_done(result: dict) -> None:
-        summary["ran"] += 1
-        for k in ("computed", "loaded"):
-            for stage, n in result[k].items():
-                summary[k][stage] = summary[k].get(stage, 0) + n
-        bar.update(1)
-        running = min(workers, len(tasks) - summary["ran"])
-        bar.set_postfix(done=done + summary["ran"], running=running, left=len(tasks) - summary["ran"] - running)
+    def fail(result: dict) -> None:
+        cell = Task.from_payload(result["task"]).cell
+        summary["failed"] += 1
+        summary["failures"].append({"cell": cell, **result})
+        log(f"failed: {cell}: {result['error']}")
 
+    def on_done(result: dict) -> None:
+        if "error" in result:
+            fail(result)
+        else:
+            summary["ran"] += 1
+            for k in ("computed", "loaded"):
+                for stage, n in result[k].items():
+                    summary[k][stage] = summary[k].get(stage, 0) + n
+        bar.update(1)
+        finished = summary["ran"] + summary["failed"] - len(unresolved)
+        running = max(0, min(workers, len(tasks) - finished))
+        bar.set_postfix(done=done + summary["ran"], failed=summary["failed"], running=running,
+                        left=max(0, len(tasks) - finished - running))
+
+    run = EXECUTORS[executor]
+    if executor == "ray" and ray_address:
+        run = functools.partial(run, address=ray_address)
     try:
-        EXECUTORS[executor](tasks, results_dir, device, threads, workers, on_done)
+        for failure in unresolved:
+            on_done(failure)
+        with stop_on_signals():
+            run(tasks, results_dir, device, threads, workers, on_done)
+    except SweepInterrupted as exc:
+        left = len(tasks) - (summary["ran"] + summary["failed"] - len(unresolved))
+        raise SweepInterrupted(exc.signum, f"{exc}: workers stopped, {summary['ran']} task(s) finished, {left} not; "
+                                           f"re-run the same command to resume") from None
     finally:
         bar.close()
     return summary

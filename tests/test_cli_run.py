@@ -28,13 +28,13 @@ def test_run_records_then_resumes_without_redoing(tmp_path):
     files = records(tmp_path)
     assert len(files) == 2
     rec = json.loads(files[0].read_text())
-    assert rec["schema_version"] == 1 and rec["protocol"]["name"] == "tiny"
+    assert rec["schema_version"] == 2 and rec["protocol"]["name"] == "tiny"
     assert rec["budget"] == {"ipc": 10, "per_class_counts": [10] * 10, "total": 100, "weighted": False}
     for part in ("standard", "adversarial"):
         assert 0 <= rec[part]["robust_acc"] <= rec[part]["autoattack_acc"] <= rec[part]["clean_acc"] <= 1
         assert set(rec[part]["attacks"]) == {"pgd", "apgd-ce", "apgd-dlr"}
     assert rec["scores"] == {"standard": rec["standard"]["clean_acc"], "robust": rec["adversarial"]["robust_acc"]}
-    assert set(rec["cost"]) == {"compress_s", "train_s", "eval_s", "peak_mem_mb"}
+    assert set(rec["cost"]) == {"compress_s", "proxy_s", "train_s", "eval_s", "peak_mem_mb", "cached"}
     assert rec["env"]["device"] == "cpu" and rec["created_at"]
     assert "ROBUST SCORE" in res.output  # summary table
     before = {f: f.read_bytes() for f in files}
@@ -102,7 +102,8 @@ def test_compress_then_run_from_the_file(tmp_path):
     res = invoke(*BASE, "--compressed", str(out), "--seeds", "1", "--results", str(tmp_path / "r"))
     assert res.exit_code == 0, res.output
     (rec,) = [json.loads(p.read_text()) for p in records(tmp_path / "r")]
-    assert rec["method"]["name"] == "file:random" and rec["budget"]["per_class_counts"] == [7] * 10
+    assert rec["method"]["name"] == f"random (file {rec['compressed_set']['content_hash'][:8]})"
+    assert rec["budget"]["per_class_counts"] == [7] * 10 and rec["budget"]["ipc"] == 7
     wrong = invoke("run", "-d", "mnist5k", "-p", TINY_PROTOCOL, "--compressed", str(out), "--seeds", "1",
                    "--results", str(tmp_path / "r2"), "--no-progress")
     assert wrong.exit_code == 2

@@ -147,16 +147,18 @@ def test_plugin_run_end_to_end(metric):
 
 def test_plugin_eta_mode_counts_and_cover():
     data = tiny_imageset()
-    method = Mcs(radius=0.9)
-    out = method.run(data, 2, 0, CPU)
+    method = Mcs(radius=1.3)
+    with pytest.raises(BudgetError, match="takes .* images, more than the budget of 2"):
+        method.run(data, 2, 0, CPU)  # the budget is the most images the eta-MCS may take per class
+    out = method.run(data, 9, 0, CPU)
     for c in range(3):
         idx = data.class_indices(c).numpy()
         x = data.images[idx].reshape(len(idx), -1).double().numpy()
         d = ref_dist(x, "l2")
         sel = out.indices[out.labels == c].numpy()
         local = [int(np.flatnonzero(idx == s)[0]) for s in sel]
-        assert d[:, local].min(1).max() <= 0.9 + 1e-9
-        assert len(local) == brute_eta(d, 0.9) if len(idx) <= 11 else True
+        assert d[:, local].min(1).max() <= 1.3 + 1e-9
+        assert len(local) == brute_eta(d, 1.3) if len(idx) <= 11 else True
         assert out.weights[out.labels == c].sum().item() == pytest.approx(len(idx))
     assert out.meta["mode"] == "eta-MCS"
 

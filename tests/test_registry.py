@@ -34,12 +34,18 @@ def test_builtins_are_registered_through_entry_points():
     assert {"mlp", "convnet", "resnet18"} <= set(regs.models)
     assert {"pgd", "apgd-ce", "apgd-dlr"} <= set(regs.attacks)
     assert regs.methods.source("random") == "baselines"
+    for reg in (regs.methods, regs.datasets, regs.models, regs.attacks):
+        for name in reg:
+            origin = reg.origin(name)
+            assert origin.builtin and origin.distribution == "dcrobench" and origin.plugin == reg.source(name)
 
 
 def test_external_plugin_registers_like_a_builtin():
     regs = build_registries(extra_plugins={"external": ExternalPlugin()})
     assert regs.methods.get("echo-external") is Echo
     assert regs.methods.source("echo-external") == "external"
+    origin = regs.methods.origin("echo-external")
+    assert not origin.builtin and origin.as_dict() == {"distribution": "unknown", "version": "", "plugin": "external"}
 
 
 @pytest.mark.parametrize("kind,name,expect", [

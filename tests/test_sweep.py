@@ -41,6 +41,7 @@ def uninterrupted(tmp_path_factory):
     grid = load_grid(write_grid(tmp))
     summary = run_sweep(grid, tmp / "results", progress=False, log=lambda m: None)
     assert summary["ran"] == 6 and summary["loaded"] == {}
+    assert summary["failed"] == 0 and summary["failures"] == []
     return tmp / "results", summary
 
 

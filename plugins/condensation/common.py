@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dcrobench.cache import cache_dir, content_key
+from dcrobench.cache import cache_dir, content_key, report_damaged
 from dcrobench.errors import BudgetError, MethodError
 from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
@@ -229,7 +229,8 @@ class CondensationMethod(CompressionMethod):
                 cached = CompressedSet.load(final_path)
                 cached.meta["cached"] = True
                 return cached
-            except MethodError:
+            except MethodError as exc:
+                report_damaged(final_path, exc)
                 final_path.unlink(missing_ok=True)  # unreadable: recompute
         ckpt_path = root / f"{self.name}-{ckpt_key}.ckpt.pt"
 
@@ -323,7 +324,8 @@ class CondensationMethod(CompressionMethod):
             return None
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - truncated / foreign checkpoint: start over
+        except Exception as exc:  # noqa: BLE001 - truncated / foreign checkpoint: start over
+            report_damaged(path, exc)
             return None
 
     @staticmethod

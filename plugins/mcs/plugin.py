@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from dcrobench.cache import cache_dir, content_key
-from dcrobench.errors import MethodError
+from dcrobench.cache import cache_dir, content_key, report_damaged
+from dcrobench.errors import BudgetError, MethodError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
@@ -49,8 +49,8 @@ def solve_class(x: torch.Tensor, *, metric: str, k: int | None = None, radius: f
             if sol.optimal or (time_limit is not None and limit_then is not None and limit_then >= time_limit) \
                     or (limit_then is None and time_limit is None):
                 return sol, True
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable entry: solve again and overwrite
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable: solve again and overwrite
+            report_damaged(path, exc)
     oracle = DistanceOracle(x, metric)
     if radius is None:
         sol = solve_k_mcs(oracle, int(k), time_limit=time_limit, rel_gap=rel_gap, threads=threads)
@@ -75,7 +75,7 @@ class Mcs(CompressionMethod):
     budget_limited_by_class = True
     default_params: ClassVar[dict[str, Any]] = {
         "metric": "l2",  # l2 | linf | l1 on flattened pixels in [0, 1]
-        "radius": None,  # set -> eta-MCS with this radius (the budget is then only an upper check)
+        "radius": None,  # set -> eta-MCS with this radius (the budget is then the most a class may take)
         "time_limit": 600.0,  # seconds per class; best cover + certified gap when reached
         "rel_gap": 0.0,  # k-MCS: stop when (eta - lower_bound) <= rel_gap * eta
         "threads": 1,  # HiGHS threads of the MILPs; k-MCS also runs that many local searches
@@ -102,6 +102,9 @@ class Mcs(CompressionMethod):
             sol, hit = solve_class(x, metric=metric, k=budget, radius=radius, time_limit=p["time_limit"],
                                    rel_gap=float(p["rel_gap"]), threads=int(p["threads"]), use_cache=bool(p["cache"]))
             centers = list(sol.centers)
+            if len(centers) > budget:  # eta-MCS: the budget is the most images a class may take
+                raise BudgetError(f"mcs: covering class {c} within radius {radius} takes {len(centers)} images, "
+                                  f"more than the budget of {budget} per class; raise --budget or the radius")
             q, _ = assign_weights(DistanceOracle(x, metric), centers)
             chosen[c] = idx[torch.as_tensor(centers, dtype=torch.long)]
             weights[c] = torch.as_tensor(q, dtype=torch.float32)

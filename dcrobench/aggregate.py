@@ -1,0 +1,99 @@
+"""The one aggregation behind every leaderboard view: records -> cells of seed-level scores.
+
+A cell is (protocol, version, protocol hash, dataset, norm, model, method, budget): render, publish, the
+plots and check all group records through :func:`cells`, so no view can mix protocol versions or hashes,
+and all of them read only fields that every record schema version (1 and 2) has.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+KIND_ORDER = {"baseline": 0, "selection": 1, "condensation": 2}
+
+
+def identity(record: dict[str, Any]) -> tuple:
+    """What makes a record one measurement: two files with the same identity are duplicates."""
+    p = record["protocol"]
+    return (p["name"], p["version"], p["hash"], record["method"]["name"], record["dataset"], record["budget"]["ipc"],
+            record["model"], record["norm"], record["seed"])
+
+
+def cell_key(record: dict[str, Any]) -> tuple:
+    """(protocol, version, hash, dataset, norm, model, method, budget): the identity without the seed."""
+    name, version, hash_, method, dataset, budget, model, norm, _seed = identity(record)
+    return (name, version, hash_, dataset, norm, model, method, budget)
+
+
+@dataclass
+class Cell:
+    protocol: str
+    version: int
+    hash: str
+    dataset: str
+    norm: str
+    model: str
+    method: str
+    budget: int | None  # None = the full set
+    kind: str = ""
+    eps: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+    standard: list[float] = field(default_factory=list)
+    robust: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+
+def cells(records: Iterable[dict[str, Any]]) -> list[Cell]:
+    """Seed-level scores grouped by :func:`cell_key`, each record :func:`identity` counted once (the first), in
+    :func:`_order`. Records must be valid (:mod:`dcrobench.validation`); only fields every schema version has
+    are read."""
+    out: dict[tuple, Cell] = {}
+    seen: set[tuple] = set()
+    for r in records:
+        if identity(r) in seen:
+            continue
+        seen.add(identity(r))
+        key = cell_key(r)
+        cell = out.get(key)
+        if cell is None:
+            cell = out[key] = Cell(*key, kind=r["method"].get("kind", ""), eps=r["eps"])
+        cell.seeds.append(r["seed"])
+        cell.standard.append(r["scores"]["standard"])
+        cell.robust.append(r["scores"]["robust"])
+    return sorted(out.values(), key=_order)
+
+
+def _order(c: Cell) -> tuple:
+    """Protocol, version, dataset, norm, model, method, budget (the full set first), hash."""
+    return (c.protocol, c.version, c.dataset, c.norm, c.model, c.method, c.budget is not None, c.budget or 0, c.hash)
+
+
+def method_order(cells_: Iterable[Cell]) -> list[tuple[str, str, str]]:
+    """(method, hash, kind) of the cells, baselines first, then coresets and condensation, by name."""
+    rows = {(c.method, c.hash): c.kind for c in cells_}
+    return sorted(((m, h, k) for (m, h), k in rows.items()), key=lambda r: (KIND_ORDER.get(r[2], 9), r[0], r[1]))
+
+
+def method_labels(cells_: Iterable[Cell]) -> dict[tuple[str, str], str]:
+    """(method, hash) -> row label: the method name, plus the hash where the method has several in ``cells_``."""
+    cells_ = list(cells_)
+    hashes: dict[str, set[str]] = {}
+    for c in cells_:
+        hashes.setdefault(c.method, set()).add(c.hash)
+    return {(c.method, c.hash): c.method if len(hashes[c.method]) == 1 else f"{c.method} ({c.hash})" for c in cells_}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (numpy's default, as in the paper's tables)."""
+    m = statistics.fmean(values)
+    return m, statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def fmt(ms: tuple[float, float]) -> str:
+    return f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"

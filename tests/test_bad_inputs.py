@@ -1,0 +1,315 @@
+"""The bad-input catalogue: what a user gets wrong, refused with one line and nothing recorded or lost.
+
+Every case runs the CLI against a copy of a results folder that already holds a finished run,
+and asserts: a non-zero exit code, exactly one ``error:`` line that says what is wrong, no
+traceback, and every file of the results folder byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import dcrobench.registry
+from dcrobench.cli import main
+from dcrobench.hookspecs import hookimpl
+from dcrobench.methods import CompressedSet, CompressionMethod
+from dcrobench.registry import build_registries
+from dcrobench.results import record_paths
+from tests.helpers import TINY_PROTOCOL
+
+RUN = ["run", "-d", "digits", "--no-progress", "--threads", "1", "--seeds", "1"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A results folder with one finished run, and a saved compressed set (random, 7 per class)."""
+    root = tmp_path_factory.mktemp("base")
+    runner = CliRunner()
+    res = runner.invoke(main, [*RUN, "-m", "random", "-p", TINY_PROTOCOL, "--results", str(root / "results")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["compress", "-m", "random", "-d", "digits", "-b", "7", "-p", TINY_PROTOCOL,
+                               "-o", str(root / "set.pt")])
+    assert res.exit_code == 0, res.output
+    assert len(record_paths(root / "results")) == 1
+    return root
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- builders of bad inputs: each gets the case folder and returns the CLI arguments ----------
+def protocol_with(**changes) -> Callable[[Path], list[str]]:
+    """The tiny protocol with ``changes`` applied ("train.epochs": 0, or a top-level key)."""
+
+    def build(tmp: Path) -> list[str]:
+        data = yaml.safe_load(Path(TINY_PROTOCOL).read_text())
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            if value is DELETE:
+                node.pop(leaf)
+            else:
+                node[leaf] = value
+        path = tmp / "protocol.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return [*RUN, "-m", "random", "-p", str(path)]
+
+    return build
+
+
+DELETE = object()
+
+
+def protocol_text(text: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "protocol.yaml").write_text(text)
+        return [*RUN, "-m", "random", "-p", str(tmp / "protocol.yaml")]
+
+    return build
+
+
+def run_args(*args: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: [*RUN, "-p", TINY_PROTOCOL, *args]
+
+
+def saved_set(change: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    """The base saved set with its payload changed by ``change`` (a dict of tensors + meta dict)."""
+
+    def build(tmp: Path) -> list[str]:
+        payload = torch.load(tmp.parent / "base_set.pt", weights_only=True)
+        payload["meta"] = json.loads(payload.pop("meta_json"))
+        change(payload)
+        if payload.get("meta") is DELETE:
+            del payload["meta"]
+        if "meta" in payload:
+            payload["meta_json"] = json.dumps(payload.pop("meta"))
+        torch.save(payload, tmp / "set.pt")
+        return [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(tmp / "set.pt")]
+
+    return build
+
+
+def file_bytes(data: bytes) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "set.pt").write_bytes(data)
+        return [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(tmp / "set.pt")]
+
+    return build
+
+
+def truncated_set(tmp: Path) -> list[str]:
+    data = (tmp.parent / "base_set.pt").read_bytes()
+    (tmp / "set.pt").write_bytes(data[: len(data) // 2])
+    return [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(tmp / "set.pt")]
+
+
+def pickled_object_set(tmp: Path) -> list[str]:
+    payload = torch.load(tmp.parent / "base_set.pt", weights_only=True)
+    payload["images"] = datetime.datetime(2026, 1, 1)  # an object weights_only refuses to unpickle
+    torch.save(payload, tmp / "set.pt")
+    return [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(tmp / "set.pt")]
+
+
+def put(key: str, value) -> Callable[[dict], None]:
+    def change(p: dict) -> None:
+        p[key] = value(p) if callable(value) else value
+
+    return change
+
+
+def meta(**changes) -> Callable[[dict], None]:
+    def change(p: dict) -> None:
+        for k, v in changes.items():
+            if v is DELETE:
+                p["meta"].pop(k, None)
+            else:
+                p["meta"][k] = v
+
+    return change
+
+
+def results_under_a_file(tmp: Path) -> list[str]:
+    (tmp / "plain-file").write_text("x")
+    return [*RUN, "-m", "random", "-p", TINY_PROTOCOL, "--results", str(tmp / "plain-file" / "results"), "--seeds", "2"]
+
+
+def results_is_a_file(tmp: Path) -> list[str]:
+    (tmp / "plain-file").write_text("x")
+    return [*RUN, "-m", "random", "-p", TINY_PROTOCOL, "--results", str(tmp / "plain-file"), "--seeds", "2"]
+
+
+def compress_out_under_a_file(tmp: Path) -> list[str]:
+    (tmp / "plain-file").write_text("x")
+    return ["compress", "-m", "random", "-d", "digits", "-b", "3", "-p", TINY_PROTOCOL,
+            "-o", str(tmp / "plain-file" / "set.pt")]
+
+
+def compress_out_exists(tmp: Path) -> list[str]:
+    (tmp / "set.pt").write_bytes(b"precious")
+    return ["compress", "-m", "random", "-d", "digits", "-b", "3", "-p", TINY_PROTOCOL, "-o", str(tmp / "set.pt")]
+
+
+# --- plugins that break the method contract ---------------------------------------------------
+class _Bad(CompressionMethod):
+    kind = "selection"
+
+    def compress(self, data, budget, seed, device):
+        return self.make(data, budget)
+
+
+def _method(name: str, make) -> type[CompressionMethod]:
+    return type(f"M_{name}", (_Bad,), {"name": name, "make": staticmethod(make)})
+
+
+BAD_METHODS = [
+    _method("too-many", lambda d, b: CompressedSet(d.images, d.labels)),  # the whole set at any budget
+    _method("nan-pixels", lambda d, b: CompressedSet(torch.full_like(d.images[:20], float("nan")), d.labels[:20])),
+    _method("raises", lambda d, b: 1 / 0),
+    _method("not-a-set", lambda d, b: (d.images, d.labels)),
+    _method("empty", lambda d, b: CompressedSet(d.images[:0], d.labels[:0])),
+]
+
+
+class _BadPlugin:
+    @staticmethod
+    @hookimpl
+    def register_methods():
+        return BAD_METHODS
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Path], list[str]]
+    message: str
+    env: tuple[tuple[str, str], ...] = ()
+
+
+CASES = [
+    # names and command-line values
+    Case("unknown-method", run_args("-m", "randm"), "unknown method 'randm'. Did you mean: random"),
+    Case("unknown-dataset", lambda t: ["run", "-d", "mnist55k", "-m", "random", "-p", TINY_PROTOCOL], "Did you mean: mnist5k"),
+    Case("unknown-model", run_args("-m", "random", "--model", "resnet19"), "Did you mean: resnet18"),
+    Case("unknown-protocol", lambda t: [*RUN, "-m", "random", "-p", "quik"], "unknown protocol 'quik'. Did you mean: quick"),
+    Case("missing-protocol-file", lambda t: [*RUN, "-m", "random", "-p", str(t / "nope.yaml")], "protocol file not found"),
+    Case("budget-over-class", run_args("-m", "random", "--budget", "500"), "budget 500 images per class is larger than class"),
+    Case("budget-zero", run_args("-m", "random", "--budget", "0"), "budget must be at least 1"),
+    Case("seeds-zero", lambda t: ["run", "-d", "digits", "-m", "random", "-p", TINY_PROTOCOL, "--seeds", "0"], "--seeds must be at least 1"),
+    Case("threads-zero", lambda t: ["run", "-d", "digits", "-m", "random", "-p", TINY_PROTOCOL, "--threads", "0"], "--threads must be at least 1"),
+    Case("threads-negative", lambda t: ["run", "-d", "digits", "-m", "random", "-p", TINY_PROTOCOL, "--threads", "-1"], "--threads must be at least 1"),
+    Case("method-and-file", run_args("-m", "random", "--compressed", "x.pt"), "exactly one of --method or --compressed"),
+    Case("neither-method-nor-file", run_args(), "exactly one of --method or --compressed"),
+    Case("unknown-device", run_args("-m", "random", "--device", "tpu"), "unknown device 'tpu'"),
+    Case("cuda-missing", run_args("-m", "random", "--device", "cuda:7"), "CUDA is not available"),
+    # protocol values, refused when loaded (before any data is read)
+    Case("epochs-zero", protocol_with(**{"train.epochs": 0}), "train.epochs: must be at least 1, got 0"),
+    Case("lr-negative", protocol_with(**{"train.lr": -0.1}), "train.lr: must be greater than 0"),
+    Case("momentum-one", protocol_with(**{"train.momentum": 1.0}), "train.momentum: must be below 1"),
+    Case("adv-steps-zero", protocol_with(**{"adversarial.steps": 0}), "adversarial.steps: must be at least 1"),
+    Case("eps-zero", protocol_with(**{"epsilon_linf.default": 0}), "epsilon_linf.default: must be greater than 0"),
+    Case("eps-negative", protocol_with(**{"epsilon_linf.default": "-8/255"}), "epsilon_linf.default: must be greater than 0"),
+    Case("eps-nan", protocol_text(Path(TINY_PROTOCOL).read_text().replace("default: 0.1", "default: .nan")),
+         "epsilon_linf.default: expected a finite number"),
+    Case("seeds-not-integers", protocol_with(seeds=["a"]), "seeds: expected a list of integers"),
+    Case("seeds-repeat", protocol_with(seeds=[1, 1]), "seeds repeat"),
+    Case("methods-not-mapping", protocol_with(methods=5), "methods: expected a mapping, got 5"),
+    Case("method-params-not-mapping", protocol_with(methods={"random": 3}), "methods.random: expected a mapping"),
+    Case("eval-batch-zero", protocol_with(**{"evaluation.batch_size": 0}), "evaluation.batch_size: must be at least 1"),
+    Case("apgd-iterations-zero", protocol_with(**{"evaluation.apgd_iterations": 0}), "evaluation.apgd_iterations: must be at least 1"),
+    Case("test-subset-negative", protocol_with(**{"evaluation.test_subset": -5}), "evaluation.test_subset: must be at least 0"),
+    Case("unknown-attack", protocol_with(**{"evaluation.attacks": ["apgd-cee"]}), "unknown attack 'apgd-cee'. Did you mean: apgd-ce"),
+    Case("misspelled-key", protocol_with(**{"train.epoch": 3}), "unknown key 'epoch'. Did you mean: epochs"),
+    Case("missing-version", protocol_with(version=DELETE), "missing required key 'version'"),
+    Case("override-lr-zero", protocol_with(train_overrides={"random": {"lr": 0}}), "train_overrides.random.lr: must be greater than 0"),
+    Case("protocol-not-yaml", protocol_text("name: [unclosed\n"), "is not valid YAML"),
+    Case("protocol-a-list", protocol_text("- 1\n- 2\n"), "must be a YAML mapping"),
+    # saved compressed sets: read safely, validated before training
+    Case("set-missing", lambda t: [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(t / "none.pt")], "compressed-set file not found"),
+    Case("set-not-torch", file_bytes(b"definitely not a tensor file\n"), "cannot read compressed-set file"),
+    Case("set-truncated", truncated_set, "cannot read compressed-set file"),
+    Case("set-pickled-object", pickled_object_set, "cannot read compressed-set file"),
+    Case("set-not-mapping", lambda t: (torch.save(torch.zeros(3), t / "set.pt"),
+                                       [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(t / "set.pt")])[1],
+         "expected a mapping of tensors"),
+    Case("set-meta-not-json", saved_set(lambda p: p.update(meta_json="{not json", meta=DELETE)), "metadata is not JSON"),
+    Case("set-meta-not-object", saved_set(lambda p: p.update(meta=[1, 2])), "metadata is not a JSON object"),
+    Case("set-pixels-above-one", saved_set(put("images", lambda p: p["images"] * 3)), "pixels must lie in [0, 1]"),
+    Case("set-nan-pixels", saved_set(put("images", lambda p: p["images"].index_fill(0, torch.tensor([0]), float("nan")))),
+         "NaN or infinite pixels"),
+    Case("set-labels-short", saved_set(put("labels", lambda p: p["labels"][:-3])), "70 images but 67 labels"),
+    Case("set-labels-out-of-range", saved_set(put("labels", lambda p: p["labels"] + 5)), "labels must lie in 0..9"),
+    Case("set-float-labels", saved_set(put("labels", lambda p: p["labels"].float())), "labels must be integers"),
+    Case("set-empty", saved_set(lambda p: p.update(images=p["images"][:0], labels=p["labels"][:0])), "the set is empty"),
+    Case("set-wrong-shape", saved_set(put("images", lambda p: torch.zeros(len(p["labels"]), 1, 28, 28))),
+         "images have shape [70, 1, 28, 28], expected [N, 1, 8, 8]"),
+    Case("set-negative-weights", saved_set(put("weights", lambda p: -torch.ones(len(p["labels"])))), "weights must be non-negative"),
+    Case("set-zero-weights", saved_set(put("weights", lambda p: torch.zeros(len(p["labels"])))), "weights are all zero"),
+    Case("set-weights-wrong-length", saved_set(put("weights", torch.ones(3))), "weights must be one number per image"),
+    Case("set-stripped-metadata", saved_set(lambda p: p.update(meta={})), "metadata lacks method, dataset, data_fingerprint"),
+    Case("set-other-dataset", saved_set(meta(dataset="mnist5k")), "made from dataset 'mnist5k', not 'digits'"),
+    Case("set-over-its-budget", saved_set(meta(budget=5)), "class 0 has 7 images, more than the budget of 5"),
+    Case("set-other-training-set", saved_set(meta(data_fingerprint="0" * 16)), "made from a different training set"),
+    # methods that break the contract
+    Case("method-over-budget", run_args("-m", "too-many", "--budget", "5"), "more than the budget of 5 per class"),
+    Case("method-nan-pixels", run_args("-m", "nan-pixels"), "NaN or infinite pixels"),
+    Case("method-raises", run_args("-m", "raises"), "method 'raises' failed: ZeroDivisionError"),
+    Case("method-not-a-set", run_args("-m", "not-a-set"), "returned a tuple, not a CompressedSet"),
+    Case("method-empty", run_args("-m", "empty"), "the set is empty"),
+    # folders that cannot be written: refused before any stage is computed
+    Case("results-under-a-file", results_under_a_file, "is not a writable folder"),
+    Case("results-is-a-file", results_is_a_file, "is not a writable folder"),
+    Case("cache-under-a-file", lambda t: ((t / "f").write_text("x"), run_args("-m", "random", "--seeds", "2")(t))[1],
+         "cache folder (DCROBENCH_CACHE)", env=(("DCROBENCH_CACHE", "{tmp}/f/cache"),)),
+    Case("compress-out-under-a-file", compress_out_under_a_file, "output folder"),
+    Case("compress-out-exists", compress_out_exists, "refusing to overwrite"),
+]
+
+
+@pytest.fixture
+def case_dir(base, tmp_path, monkeypatch):
+    shutil.copy(base / "set.pt", tmp_path / "base_set.pt")
+    shutil.copytree(base / "results", tmp_path / "results")
+    work = tmp_path / "case"
+    work.mkdir()
+    regs = build_registries(extra_plugins={"bad_methods": _BadPlugin()})
+    monkeypatch.setattr(dcrobench.registry, "registries", lambda: regs)
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_refused_with_one_line_and_nothing_changes(case, case_dir, monkeypatch):
+    work, results = case_dir / "case", case_dir / "results"
+    for name, value in case.env:
+        monkeypatch.setenv(name, value.format(tmp=work))
+    args = case.build(work)
+    if args[0] == "run" and "--results" not in args:
+        args = [*args, "--results", str(results)]
+    before = {**checksums(results), **checksums(work)}
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code not in (0, None), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.output
+    assert case.message in errors[0], res.output
+    assert {**checksums(results), **checksums(work)} == before  # nothing recorded, nothing lost
+
+
+def test_the_catalogue_is_big_enough():
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)

@@ -1,0 +1,197 @@
+"""Every number in a record belongs to the data it names: identities from content, honest costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dcrobench.methods
+import dcrobench.runner
+import dcrobench.stages
+from dcrobench.cli import main
+from dcrobench.methods import CompressedSet
+from dcrobench.protocol import load_protocol
+from dcrobench.registry import registries
+from dcrobench.results import load_records, record_paths
+from dcrobench.runner import RunRequest, run
+from dcrobench.stages import STAGES_DIRNAME, StageStore
+from tests.helpers import TINY_PROTOCOL
+
+RUN = ["run", "-d", "digits", "-p", TINY_PROTOCOL, "--no-progress", "--threads", "1", "--seeds", "1"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A set saved by `dcrobench compress` (random, 7 per class)."""
+    path = tmp_path_factory.mktemp("saved") / "set.pt"
+    res = invoke("compress", "-m", "random", "-d", "digits", "-b", "7", "-p", TINY_PROTOCOL, "-o", str(path))
+    assert res.exit_code == 0, res.output
+    return path
+
+
+def copy_with(src, dst, **tensors):
+    comp = CompressedSet.load(src)
+    for k, v in tensors.items():
+        setattr(comp, k, v)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    comp.save(dst)
+    return dst
+
+
+def run_file(path, results, log=lambda m: None):
+    req = RunRequest(dataset="digits", protocol=load_protocol(TINY_PROTOCOL), compressed_file=path, results_dir=results)
+    store = StageStore(results / STAGES_DIRNAME, warn=log)
+    return run(req, registries(), log=log, store=store), store
+
+
+def test_a_saved_set_is_identified_by_its_tensors_not_its_metadata(saved, tmp_path):
+    """Defect 1: an all-zero copy with the same metadata reused the real set's models and scores."""
+    zeros = copy_with(saved, tmp_path / "zeros" / "set.pt", images=torch.zeros_like(CompressedSet.load(saved).images))
+    (real,), _ = run_file(saved, tmp_path / "r")
+    (zero,), store = run_file(zeros, tmp_path / "r")
+    assert store.computed["standard"] == 1 and store.computed["adversarial"] == 1 and store.computed["attack"] == 2
+    assert zero["compressed_set"]["content_hash"] != real["compressed_set"]["content_hash"]
+    assert zero["method"]["name"] != real["method"]["name"]
+    assert zero["standard"]["clean_acc"] != real["standard"]["clean_acc"]  # an all-black set learns nothing
+
+
+def test_records_are_named_by_the_maker_and_the_content_never_the_file_name(saved, tmp_path):
+    """Defect 2: B/set.pt after A/set.pt was 'already recorded' and the record said 'file:set'."""
+    a = copy_with(saved, tmp_path / "A" / "set.pt")
+    b_comp = CompressedSet.load(saved)
+    b = copy_with(saved, tmp_path / "B" / "set.pt", images=(b_comp.images * 0.5))
+    renamed = copy_with(saved, tmp_path / "C" / "other-name.pt")
+    (ra,), _ = run_file(a, tmp_path / "r")
+    (rb,), _ = run_file(b, tmp_path / "r")
+    assert len(record_paths(tmp_path / "r")) == 2
+    ha = ra["compressed_set"]["content_hash"]
+    assert ra["method"]["name"] == f"random (file {ha[:8]})" and ra["compressed_set"]["from_file"] is True
+    assert rb["method"]["name"] != ra["method"]["name"]
+    assert ra["method"]["source"]["distribution"] == "dcrobench" and ra["method"]["source"]["plugin"] == "baselines"
+    logs = []
+    (rc,), store = run_file(renamed, tmp_path / "r", log=logs.append)
+    assert any("already recorded" in m for m in logs) and rc["method"]["name"] == ra["method"]["name"]
+    assert not store.computed
+
+
+def test_record_holds_the_content_hash_of_what_was_trained(tmp_path):
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    (rec,) = load_records(tmp_path)
+    stage = next((tmp_path / STAGES_DIRNAME / "compress").glob("*.pt"))
+    assert rec["compressed_set"] == {"content_hash": CompressedSet.load(stage).content_hash(), "from_file": False}
+    assert rec["method"]["source"] == registries().methods.origin("random").as_dict()
+
+
+def test_a_damaged_stage_file_is_reported_once_and_recomputed(tmp_path):
+    """Defect 9: a corrupt file under _stages/ ended every later run in a traceback."""
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (rec_path,) = record_paths(tmp_path)
+    kept = json.loads(rec_path.read_text())
+    stages = tmp_path / STAGES_DIRNAME
+    damaged = [next((stages / "compress").glob("*.pt")), *sorted((stages / "models").glob("*.pt")),
+               *sorted((stages / "attack").glob("*.json"))]
+    for p in damaged:
+        p.write_bytes(p.read_bytes()[:10])
+    rec_path.unlink()  # the user removed the record to redo it
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.output.splitlines() if line.startswith("warning: stage file")]
+    assert sorted(w.split()[3] for w in warnings) == sorted(str(p) for p in damaged)  # each once
+    (again,) = load_records(tmp_path)
+    assert again["scores"] == kept["scores"]  # recomputed from the same seeds, not lost
+    assert not any(again["cost"]["cached"].values())
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert "warning" not in res.output  # repaired
+
+
+class FakeClock:
+    """perf_counter that moves only when the pipeline's stages say so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_each_cost_times_only_its_own_stage_and_cached_stages_keep_their_cost(tmp_path, monkeypatch):
+    """Defect 10: eval_s included the lazily run training (76 s of eval inside 64 s of wall time)."""
+    clock = FakeClock()
+    for module in (dcrobench.stages, dcrobench.methods):
+        monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=clock))
+    real_train, real_eval = dcrobench.runner.train, dcrobench.runner.evaluate_robustness
+
+    def train(*a, **k):
+        clock.now += 100.0
+        return real_train(*a, **k)
+
+    def evaluate(*a, **k):
+        clock.now += 10.0
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(dcrobench.runner, "train", train)
+    monkeypatch.setattr(dcrobench.runner, "evaluate_robustness", evaluate)
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (rec,) = load_records(tmp_path)
+    assert rec["cost"]["train_s"] == 200.0 and rec["cost"]["eval_s"] == 20.0
+    assert rec["cost"]["cached"] == {"compress": False, "standard": False, "adversarial": False, "attack": False}
+
+    record_paths(tmp_path)[0].unlink()
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (again,) = load_records(tmp_path)
+    assert again["cost"]["train_s"] == 200.0 and again["cost"]["eval_s"] == 20.0  # the original cost
+    assert again["cost"]["cached"] == {"compress": True, "standard": True, "adversarial": True, "attack": True}
+    assert clock.now == 220.0  # nothing ran the second time
+
+
+def test_a_shared_proxy_reports_its_training_time_to_every_method_that_uses_it(tmp_path):
+    """Defect 10: compress_s was 0.0 once the proxy was cached (1.9 s the first time)."""
+    for method in ("herding", "kcenter"):
+        res = invoke(*RUN, "-m", method, "--results", str(tmp_path))
+        assert res.exit_code == 0, res.output
+    by_method = {r["method"]["name"]: r["cost"] for r in load_records(tmp_path)}
+    assert by_method["herding"]["proxy_s"] > 0
+    assert by_method["kcenter"]["proxy_s"] == by_method["herding"]["proxy_s"]  # trained once, loaded once
+    for cost in by_method.values():
+        assert cost["compress_s"] >= cost["proxy_s"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_written_files_honour_the_umask(tmp_path, mask):
+    """Defect 12: every file was 0600 whatever the umask (a shared results folder was unreadable)."""
+    old = os.umask(mask)
+    try:
+        assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o666 & ~mask}
+
+
+def test_a_damaged_cache_entry_is_reported_once_and_recomputed(tmp_path):
+    """Proxy models and parsed datasets live in the cache; a damaged entry is rebuilt, with one warning each."""
+    assert invoke(*RUN, "-m", "herding", "--results", str(tmp_path / "a")).exit_code == 0
+    cache = Path(os.environ["DCROBENCH_CACHE"])
+    damaged = [*cache.glob("proxy/*.pt"), *cache.glob("datasets/digits-*.pt")]
+    assert len(damaged) == 2
+    for p in damaged:
+        p.write_bytes(b"garbage")
+    res = invoke(*RUN, "-m", "herding", "--results", str(tmp_path / "b"))
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if line.startswith("warning: cache entry")]
+    assert sorted(w.split()[3] for w in warned) == sorted(map(str, damaged))
+    first, second = (load_records(tmp_path / d)[0] for d in "ab")
+    assert first["scores"] == second["scores"]
+    assert "warning" not in invoke(*RUN, "-m", "herding", "--results", str(tmp_path / "c")).output
