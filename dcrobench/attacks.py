@@ -1,17 +1,23 @@
-"""Attacks: our PGD (training and evaluation) and AutoAttack components from ART.
+"""The attack contract and the robustness evaluation; no attack library is imported here.
 
-An ``AttackSpec.run(model, x, y, norm=, eps=, settings=, seed=)`` returns adversarial inputs in
-[0, 1] within the eps-ball of ``x``. ``evaluate_robustness`` runs a set of attacks on the same
-points and reports each attack's accuracy, the AutoAttack accuracy (pointwise worst case over the
-AutoAttack components) and the overall robust accuracy (pointwise worst case over every attack run).
+Attacks are plugins (``register_attacks``): an ``AttackSpec`` owns its settings (defaults and
+their validation) and ``build``s, for one model, norm, radius and seed, a function ``x, y ->
+x_adv``. An ``AttackSet`` names several attacks (``paper``, ``standard``), optionally with settings
+it pins. ``evaluate_robustness`` runs the configured attacks on the same test points, checks every
+adversarial input against the eps-ball and [0, 1], and keeps per-point robust flags: by default
+as a cascade like AutoAttack (an attack runs only on the points every earlier one left robust),
+or ``independent`` (every attack on every clean-correct point). The robust accuracy is the
+pointwise worst case over every attack run. ``pgd`` below is also the training attack.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import base64
 
 import numpy as np
 import torch
@@ -67,8 +73,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
         x_adv = x.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.enable_grad():  # the evaluation runs attacks under no_grad, as AutoAttack does
+            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_adv)
         with torch.no_grad():
             if norm == "linf":
                 x_adv = x_adv + alpha * grad.sign()
@@ -79,143 +86,214 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
     return x_adv.detach()
 
 
+
+
+# --- the contract ----------------------------------------------------------------------------
+#: build(model, *, norm, eps, params, seed, device) -> (x, y) -> x_adv
+AttackBuilder = Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     name: str
-    #: run(model, x, y, *, norm, eps, settings, seed) -> x_adv
-    run: Callable[..., torch.Tensor]
+    build: AttackBuilder
     description: str = ""
-    autoattack: bool = True  # counts toward the AutoAttack (worst-case) accuracy
+    #: the attack's settings and their defaults; a protocol's ``attacks.<name>`` block overrides them
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: extra validation of the merged settings (raise ProtocolError); types and unknown keys are checked for every attack
+    check: Callable[[dict[str, Any]], None] | None = None
+    autoattack: bool = False  # one of AutoAttack's components (counted in ``autoattack_acc``)
 
 
-# --- ART (adversarial-robustness-toolbox) adapters ----------------------------------------
-def _art_classifier(model: nn.Module, x: torch.Tensor, num_classes: int):
-    from art.estimators.classification import PyTorchClassifier
-
-    return PyTorchClassifier(
-        model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=num_classes,
-        clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu",
-    )
-
-
-def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad():
-        return int(model(x[:1]).shape[1])
+@dataclass(frozen=True)
+class AttackSet:
+    name: str
+    members: tuple[str, ...]
+    description: str = ""
+    #: settings the set fixes (``standard`` is AutoAttack's own); a protocol may not override them
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _art_apgd(loss_type: str) -> Callable[..., torch.Tensor]:
-    def run(model, x, y, *, norm, eps, settings, seed):
-        from art.attacks.evasion import AutoProjectedGradientDescent
+@dataclass(frozen=True)
+class ConfiguredAttack:
+    """An attack with its validated settings, as one evaluation runs it."""
 
-        np.random.seed(seed)  # ART draws its random starts from numpy's global generator
-        attack = AutoProjectedGradientDescent(
-            _art_classifier(model, x, _num_classes(model, x)), norm=np.inf if norm == "linf" else 2,
-            eps=float(eps), eps_step=2.0 * float(eps),  # Croce & Hein: initial step 2 eps
-            max_iter=settings.apgd_iterations, nb_random_init=settings.apgd_restarts,
-            batch_size=settings.batch_size, loss_type=loss_type, verbose=False,
-        )
-        adv = attack.generate(x.detach().cpu().numpy(), y.detach().cpu().numpy())
-        return torch.from_numpy(adv).to(x.device)
+    spec: AttackSpec
+    params: dict[str, Any]
 
-    return run
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def key(self) -> list:
+        return [self.name, self.params]
 
 
-def _art_square(model, x, y, *, norm, eps, settings, seed):
-    from art.attacks.evasion import SquareAttack
+def check_params(spec: AttackSpec, given: Any, where: str) -> dict[str, Any]:
+    """Merge a protocol block into the attack's defaults: known keys, the defaults' types, counts >= 1."""
+    from .errors import ProtocolError
+    from .names import unknown_name_message
 
-    np.random.seed(seed)
-    attack = SquareAttack(
-        _art_classifier(model, x, _num_classes(model, x)), norm=np.inf if norm == "linf" else 2,
-        eps=float(eps), max_iter=settings.square_queries, nb_restarts=1, batch_size=settings.batch_size, verbose=False,
-    )
-    adv = attack.generate(x.detach().cpu().numpy(), y.detach().cpu().numpy())
-    return torch.from_numpy(adv).to(x.device)
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ProtocolError(f"{where}: expected a mapping, got {given!r}")
+    unknown = set(given) - set(spec.defaults)
+    if unknown:
+        raise ProtocolError(f"{where}: " + "; ".join(unknown_name_message(f"setting of attack {spec.name}", k, spec.defaults)
+                                                    for k in sorted(unknown)))
+    params = dict(spec.defaults)
+    for key, value in given.items():
+        default = spec.defaults[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            kind = {bool: "true/false", int: "an integer of at least 1", float: "a finite number above 0"}.get(type(default), type(default).__name__)
+            raise ProtocolError(f"{where}.{key}: expected {kind}, got {value!r}")
+        params[key] = float(value) if isinstance(default, float) else value
+    if spec.check is not None:
+        spec.check(params)
+    return params
 
 
-def _pgd_eval(model, x, y, *, norm, eps, settings, seed):
-    return pgd(model, x, y, norm=norm, eps=eps, steps=settings.pgd_steps, step_size=settings.pgd_step_size)
+def configure_attacks(names: tuple[str, ...], blocks: dict[str, Any], lookup: Callable[[str], Any]) -> list[ConfiguredAttack]:
+    """Expand sets, apply the protocol's ``attacks:`` blocks and validate, in run order."""
+    from .errors import ProtocolError
+
+    chosen: list[ConfiguredAttack] = []
+    for name in names:
+        item = lookup(name)
+        if isinstance(item, AttackSet):
+            for member in item.members:
+                if member in item.pinned and member in blocks:
+                    raise ProtocolError(f"attacks.{member}: the '{item.name}' set runs {member} with its own fixed "
+                                        "settings; remove the block or list the attack by name")
+            members = [(m, item.pinned.get(m)) for m in item.members]
+        else:
+            members = [(name, None)]
+        for member, pinned in members:
+            spec = lookup(member)
+            if not isinstance(spec, AttackSpec):
+                raise ProtocolError(f"attack set '{name}' names '{member}', which is not an attack")
+            given = pinned if pinned is not None else blocks.get(member)
+            attack = ConfiguredAttack(spec, check_params(spec, given, f"attacks.{member}"))
+            same = [a for a in chosen if a.name == member]
+            if same and same[0].params != attack.params:
+                raise ProtocolError(f"attack '{member}' is asked twice with different settings")
+            if not same:
+                chosen.append(attack)
+    for name in blocks:
+        if name not in {a.name for a in chosen}:
+            lookup(name)  # unknown name -> did-you-mean
+            raise ProtocolError(f"attacks.{name}: settings for an attack the evaluation does not run")
+    return chosen
 
 
-BUILTIN_ATTACKS = [
-    AttackSpec("pgd", _pgd_eval, "PGD with random start (dcrobench, pure torch)", autoattack=False),
-    AttackSpec("apgd-ce", _art_apgd("cross_entropy"), "APGD, cross-entropy loss (ART)"),
-    AttackSpec("apgd-dlr", _art_apgd("difference_logits_ratio"), "APGD, DLR loss (ART)"),
-    AttackSpec("square", _art_square, "Square attack, score-based black box (ART)"),
-]
-
-def _torchattacks_apgd(loss: str) -> Callable[..., torch.Tensor]:
-    def run(model, x, y, *, norm, eps, settings, seed):
-        import torchattacks
-
-        attack = torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=float(eps),
-                                   steps=settings.apgd_iterations, n_restarts=settings.apgd_restarts, loss=loss, seed=seed)
-        return attack(x, y)
-
-    return run
+# --- the evaluation ----------------------------------------------------------------------------
+EVAL_MODES = ("cascade", "independent")
 
 
-#: Registered only when torchattacks is importable (it is not a dependency: 3.5.1 pins requests~=2.25.1).
-TORCHATTACKS_ATTACKS = [
-    AttackSpec("ta-apgd-ce", _torchattacks_apgd("ce"), "APGD, cross-entropy loss (torchattacks, optional)"),
-    AttackSpec("ta-apgd-dlr", _torchattacks_apgd("dlr"), "APGD, DLR loss (torchattacks, optional)"),
-]
+class EvalCheckpoint:
+    """Where an interrupted evaluation keeps its progress (flags so far, batches done per attack)."""
 
-#: protocol shorthand -> attack list. ART has no FAB-T and no target-rotating APGD-T, so the
-#: closest to AutoAttack's "standard" ensemble it offers is APGD-CE + APGD-DLR + Square.
-ATTACK_SETS = {
-    "paper": ["apgd-ce", "apgd-dlr"],
-    "standard": ["apgd-ce", "apgd-dlr", "square"],
-}
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def encode_flags(flags: torch.Tensor) -> str:
+    """Per-point booleans, packed 8 to a byte, as base64 (500 points: 84 characters)."""
+    return base64.b64encode(np.packbits(flags.cpu().numpy().astype(np.uint8)).tobytes()).decode()
+
+
+def decode_flags(text: str, n: int) -> torch.Tensor:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n]
+    return torch.from_numpy(bits.astype(bool))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, bs: int) -> torch.Tensor:
+    return torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
 
 
 def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, norm: str, eps: float,
-                        attacks: list[AttackSpec], settings: Any, seed: int, device: torch.device) -> dict[str, Any]:
-    """Clean accuracy, each attack's accuracy and pointwise worst cases on the given test points.
+                        attacks: list[ConfiguredAttack], mode: str = "cascade", batch_size: int = 500, seed: int = 0,
+                        device: torch.device | str = "cpu", checkpoint: EvalCheckpoint | None = None,
+                        progress: bool | None = None) -> dict[str, Any]:
+    """Clean accuracy, the accuracy after each attack, the pointwise worst case and per-point flags.
 
-    Every attack runs on every clean-correct point (not only on the survivors of earlier attacks),
-    so each attack's own accuracy is reported as well as the worst case.
+    Everything stays on ``device``; batches are the robust points in index order, as AutoAttack
+    takes them, and every attack is built with the evaluation's seed, so a cascade of pyautoattack
+    components gives exactly AutoAttack's flags. ``attacks[name]`` is, in cascade mode, the
+    accuracy after that attack and all earlier ones; in independent mode, that attack's own.
     """
-    model.eval()
-    bs = settings.batch_size
-    correct: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        preds = torch.cat([model(images[i:i + bs].to(device)).argmax(1).cpu() for i in range(0, len(images), bs)])
-    clean = preds == labels
-    correct["clean"] = clean
-    idx = torch.nonzero(clean).flatten()
     from tqdm.auto import tqdm
 
-    bar = tqdm(attacks, desc=f"attacks {norm}", leave=False, disable=None)
-    for k, attack in enumerate(bar):
+    if mode not in EVAL_MODES:
+        raise ValueError(f"unknown evaluation mode '{mode}' (expected one of {EVAL_MODES})")
+    device = torch.device(device)
+    model.eval()
+    x_all, y_all = images.to(device), labels.to(device)
+    n = int(y_all.numel())
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is None:
+        state = {"clean": (_predict(model, x_all, batch_size) == y_all).cpu(), "flags": {}, "done": {}}
+    clean = state["clean"].to(device)
+    flags: dict[str, torch.Tensor] = {}
+    survivors = clean.clone()
+    bar = tqdm(attacks, desc=f"attacks {norm}", leave=False, disable=None if progress is None else not progress)
+    for attack in bar:
         bar.set_postfix(attack=attack.name)
-        ok = clean.clone()
-        for start in range(0, idx.numel(), bs):
-            b = idx[start:start + bs]
-            x, y = images[b].to(device), labels[b].to(device)
-            torch.manual_seed(seed * 1000 + k)
-            x_adv = attack.run(model, x, y, norm=norm, eps=eps, settings=settings, seed=seed * 1000 + k)
-            check_perturbation(x_adv, x, norm, eps, attack.name)
-            with torch.no_grad():
-                ok[b] = (model(x_adv).argmax(1) == y).cpu()
-        correct[attack.name] = ok
-    n = int(labels.numel())
+        ok = state["flags"].get(attack.name)
+        ok = (survivors if mode == "cascade" else clean).clone() if ok is None else ok.to(device)
+        # the points this attack works on are fixed before it starts, so a resumed run takes the same batches
+        todo = torch.nonzero(survivors if mode == "cascade" else clean).flatten()
+        run = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=seed, device=device)
+        batches = [todo[i:i + batch_size] for i in range(0, todo.numel(), batch_size)]
+        for b_i in range(int(state["done"].get(attack.name, 0)), len(batches)):
+            b = batches[b_i]
+            x, y = x_all[b], y_all[b]
+            with torch.no_grad():  # attacks enable gradients where they need them (as inside AutoAttack)
+                x_adv = run(x, y)
+                check_perturbation(x_adv, x, norm, eps, attack.name)
+                ok[b] = model(x_adv).argmax(1) == y
+            if checkpoint is not None:
+                state["flags"][attack.name] = ok.cpu()
+                state["done"][attack.name] = b_i + 1
+                checkpoint.save(state)
+        flags[attack.name] = ok
+        if mode == "cascade":
+            survivors = ok
+        state["flags"][attack.name] = ok.cpu()
+        state["done"][attack.name] = len(batches)
 
-    def acc(ok: torch.Tensor) -> float:
-        return int(ok.sum()) / n  # exact ratio of counts, not a float32 mean
+    def acc(t: torch.Tensor) -> float:
+        return int(t.sum()) / n  # exact ratio of counts, not a float32 mean
 
-    out: dict[str, Any] = {"n": n, "clean_acc": acc(clean)}
-    out["attacks"] = {a.name: acc(correct[a.name]) for a in attacks}
-    aa = [a.name for a in attacks if a.autoattack]
-    if aa:
-        out["autoattack_acc"] = acc(torch.stack([correct[name] for name in aa]).all(0))
-    if "pgd" in correct:
-        out["pgd_acc"] = acc(correct["pgd"])
-    out["robust_acc"] = acc(torch.stack(list(correct.values())).all(0))
+    worst = torch.stack([clean, *flags.values()]).all(0)
+    out: dict[str, Any] = {"n": n, "mode": mode, "clean_acc": acc(clean),
+                           "attacks": {name: acc(f) for name, f in flags.items()}, "robust_acc": acc(worst)}
+    aa = [a.name for a in attacks if a.spec.autoattack]
+    prefix = [a.name for a in attacks[:len(aa)]]
+    if aa and (mode == "independent" or prefix == aa):  # in a cascade, only when AutoAttack's components run first
+        out["autoattack_acc"] = acc(torch.stack([clean, *(flags[a] for a in aa)]).all(0))
+    out["flags"] = {"encoding": "packbits-base64", "clean": encode_flags(clean),
+                    **{name: encode_flags(f) for name, f in flags.items()}}
     return out
 
 
 def check_perturbation(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float, name: str, tol: float = 1e-4) -> None:
     """An attack that leaves the threat model would inflate robustness claims: refuse it."""
+    if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
+        raise RuntimeError(f"attack '{name}' returned inputs of another shape or with NaN")
     delta = (x_adv - x).flatten(1)
     size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
     if (size > eps * (1 + tol) + 1e-6).any() or x_adv.min() < -1e-6 or x_adv.max() > 1 + 1e-6:

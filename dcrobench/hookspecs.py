@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .attacks import AttackSpec
+    from .attacks import AttackSet, AttackSpec
     from .datasets import DatasetSpec
     from .methods import CompressionMethod
     from .models import ModelSpec
@@ -45,5 +45,6 @@ def register_models() -> list[ModelSpec]:
 
 # --- How a run measures robustness -----------------------------------------------------------
 @hookspec
-def register_attacks() -> list[AttackSpec]:
-    """Return ``dcrobench.attacks.AttackSpec`` objects usable in a protocol's attack list."""
+def register_attacks() -> list[AttackSpec | AttackSet]:
+    """Return ``dcrobench.attacks.AttackSpec`` (an attack, its settings and their defaults) and
+    ``dcrobench.attacks.AttackSet`` objects (named lists of attacks), usable in ``evaluation.attacks``."""

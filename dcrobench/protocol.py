@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .attacks import ATTACK_SETS, NORMS, l2_epsilon
+from .attacks import EVAL_MODES, NORMS, l2_epsilon
 from .errors import ProtocolError, UnknownNameError
 from .names import unknown_name_message
 
@@ -51,12 +51,10 @@ class AdversarialSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    attacks: tuple[str, ...] = ("apgd-ce", "apgd-dlr")
-    pgd_steps: int = 20
-    pgd_step_size: float = 0.125
-    apgd_iterations: int = 100
-    apgd_restarts: int = 1
-    square_queries: int = 5000
+    """What robustness is measured with; each attack's own settings are the protocol's ``attacks`` block."""
+
+    attacks: tuple[str, ...] = ("paper", "pgd")  # attack and attack-set names, in run order
+    mode: str = "cascade"  # cascade (AutoAttack's: later attacks only on points still robust) | independent
     test_subset: int = 0  # 0 = full test set
     batch_size: int = 500
 
@@ -74,6 +72,7 @@ class Protocol:
     adversarial: AdversarialSettings = AdversarialSettings()
     epsilon_linf: dict[str, float] = field(default_factory=dict)
     evaluation: EvalSettings = EvalSettings()
+    attacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-attack settings, owned by the attack plugins
     proxy: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -151,9 +150,7 @@ _RANGES: dict[str, dict[str, tuple[float, bool]]] = {
     "train": {"epochs": (1, False), "batch_size": (1, False), "lr": (0, True), "adv_lr": (0, True),
               "momentum": (0, False), "weight_decay": (0, False)},
     "adversarial": {"steps": (1, False), "step_size": (0, True)},
-    "evaluation": {"pgd_steps": (1, False), "pgd_step_size": (0, True), "apgd_iterations": (1, False),
-                   "apgd_restarts": (1, False), "square_queries": (1, False), "test_subset": (0, False),
-                   "batch_size": (1, False)},
+    "evaluation": {"test_subset": (0, False), "batch_size": (1, False)},
     "protocol": {"version": (1, False), "budget": (1, False)},
 }
 
@@ -244,10 +241,13 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     overrides = _mapping(proto.train_overrides, "train_overrides")
     for name, over in overrides.items():
         _mapping(over, f"train_overrides.{name}")
-    attacks: list[str] = []
-    for a in nested["evaluation"].attacks:
-        attacks.extend(ATTACK_SETS.get(a, [a]))
-    nested["evaluation"] = dataclasses.replace(nested["evaluation"], attacks=tuple(dict.fromkeys(attacks)))
+    if not nested["evaluation"].attacks:
+        raise ProtocolError("evaluation.attacks: name at least one attack or attack set")
+    if nested["evaluation"].mode not in EVAL_MODES:
+        raise ProtocolError(f"evaluation.mode must be one of {', '.join(EVAL_MODES)}, got {nested['evaluation'].mode!r}")
+    attack_blocks = _mapping(proto.attacks, "attacks")
+    for name, params in attack_blocks.items():
+        _mapping(params, f"attacks.{name}")
     if nested["adversarial"].weighted_radius not in ("eps", "eps+eta"):
         raise ProtocolError("adversarial.weighted_radius must be 'eps' or 'eps+eta'")
     if nested["train"].schedule not in ("constant", "cosine"):
@@ -263,6 +263,7 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
         proto, **nested, epsilon_linf=eps, seeds=tuple(int(s) for s in proto.seeds),
         model_params=dict(_mapping(proto.model_params, "model_params")), proxy=dict(_mapping(proto.proxy, "proxy")),
         methods={str(k): dict(v or {}) for k, v in methods.items()},
+        attacks={str(k): dict(v or {}) for k, v in attack_blocks.items()},
         train_overrides={str(k): dict(v or {}) for k, v in overrides.items()},
         version=int(proto.version), source=source,
     )

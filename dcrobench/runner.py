@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .attacks import AttackSpec, evaluate_robustness
+from .attacks import ConfiguredAttack, configure_attacks, evaluate_robustness
 from .datasets import DatasetSpec, load_dataset, stratified_subset
 from .cache import cache_root
 from .costs import StageCost
@@ -56,7 +56,7 @@ class Resolved:
     dataset: DatasetSpec
     model_name: str
     build_model: Callable[..., torch.nn.Module]
-    attacks: list[AttackSpec]
+    attacks: list[ConfiguredAttack]
     method_name: str
     method: CompressionMethod | None
     compressed: CompressedSet | None
@@ -71,7 +71,7 @@ def resolve(req: RunRequest, regs: Registries) -> Resolved:
     dataset = regs.datasets.get(req.dataset)
     model_name = req.model or req.protocol.model
     model_spec = regs.models.get(model_name)
-    attacks = [regs.attacks.get(n) for n in ("pgd", *req.protocol.evaluation.attacks)]
+    attacks = configure_attacks(req.protocol.evaluation.attacks, req.protocol.attacks, regs.attacks.get)
     if req.method is not None:
         cls = regs.methods.get(req.method)
         method = cls(**req.protocol.method_params(req.method, cls.default_params))
@@ -228,14 +228,16 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
     test_eval = stratified_subset(test_set, p.evaluation.test_subset)
     settings = p.train_for(res.method_name)
     model_id = (res.model_name, json_safe(p.model_params))
-    attack_names = [a.name for a in res.attacks]
+    attack_key = [a.key() for a in res.attacks]
+    ev = p.evaluation
 
     def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[dict, StageCost]:
-        key = StageStore.key("attack", stage.key, norm, eps, json_safe(p.evaluation), attack_names,
+        key = StageStore.key("attack", stage.key, norm, eps, attack_key, ev.mode, ev.batch_size,
                              test_eval.fingerprint(), seed)
-        return store.evaluation(key, stage.model, lambda model: evaluate_robustness(
-            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks,
-            settings=p.evaluation, seed=seed, device=req.device))
+        result, cost = store.evaluation(key, stage.model, lambda model, checkpoint: evaluate_robustness(
+            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks, mode=ev.mode,
+            batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress))
+        return {**result, "test_fingerprint": test_eval.fingerprint()}, cost  # the points the flags refer to
 
     for seed in todo:
         ckey = compress_key(res, train_set, seed)

@@ -23,14 +23,15 @@ import torch
 from torch import nn
 
 from .cache import content_key
+from .attacks import EvalCheckpoint
 from .costs import StageCost
 from .errors import one_line
 from .fileio import atomic_torch_save, atomic_write_json
 from .methods import CompressedSet
 
 STAGES_DIRNAME = "_stages"
-#: 2: attack stages store {"result", "seconds"}; model stages time training only
-STAGE_FORMAT = 2
+#: 3: attack stages hold per-point flags and resume per batch; 2: {"result", "seconds"}
+STAGE_FORMAT = 3
 
 
 class StageStore:
@@ -104,8 +105,11 @@ class StageStore:
             return {}
 
     def evaluation(self, key: str, load_model: Callable[[], nn.Module],
-                   attack: Callable[[nn.Module], dict]) -> tuple[dict, StageCost]:
-        """An attack stage; only ``attack`` is timed (getting the model is the training stage's cost)."""
+                   attack: Callable[[nn.Module, EvalCheckpoint | None], dict]) -> tuple[dict, StageCost]:
+        """An attack stage; only ``attack`` is timed (getting the model is the training stage's cost).
+
+        A killed evaluation resumes from its per-batch checkpoint, and the seconds already spent count.
+        """
         path = self._path("attack", key, "json")
         if path is not None and path.exists():
             try:
@@ -118,10 +122,42 @@ class StageStore:
             except Exception as exc:
                 self._damaged(path, exc)
         model = load_model()
+        checkpoint = _FileCheckpoint(path.with_suffix(".partial.pt"), self) if path is not None else None
         start = time.perf_counter()
-        result = attack(model)
-        seconds = time.perf_counter() - start
+        result = attack(model, checkpoint)
+        seconds = time.perf_counter() - start + (checkpoint.seconds_before if checkpoint else 0.0)
         self.computed["attack"] += 1
         if path is not None:
             atomic_write_json(path, {"result": result, "seconds": seconds})
+            checkpoint.clear()
         return result, StageCost(seconds, cached=False)
+
+
+class _FileCheckpoint(EvalCheckpoint):
+    """An evaluation's progress in one small tensor file beside its stage file."""
+
+    def __init__(self, path: Path, store: StageStore) -> None:
+        self.path, self.store = path, store
+        self.seconds_before = 0.0
+        self._started = time.perf_counter()
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(state.get("clean"), torch.Tensor) or state["clean"].dtype != torch.bool:
+                raise ValueError("no clean flags")
+            self.seconds_before = float(state.get("seconds", 0.0))
+            self.store.loaded["attack-batches"] += sum(int(v) for v in state["done"].values())
+            return {"clean": state["clean"], "flags": dict(state["flags"]), "done": dict(state["done"])}
+        except Exception as exc:
+            self.store._damaged(self.path, exc)
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        seconds = self.seconds_before + time.perf_counter() - self._started
+        atomic_torch_save({**state, "seconds": seconds}, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -87,11 +87,40 @@ def _consistency_errors(rec: dict[str, Any]) -> list[str]:
         ev = rec[part]
         if ev["robust_acc"] > min([ev["clean_acc"], *ev["attacks"].values()]) + TOLERANCE:
             errors.append(f"{part}: robust_acc is not the worst case of clean and every attack")
+    if rec["schema_version"] >= 2:
+        errors += [e for part in ("standard", "adversarial") for e in _flag_errors(part, rec[part])]
     if abs(rec["scores"]["standard"] - rec["standard"]["clean_acc"]) > TOLERANCE:
         errors.append("scores/standard: is not standard/clean_acc (the standard-trained model's clean accuracy)")
     if abs(rec["scores"]["robust"] - rec["adversarial"]["robust_acc"]) > TOLERANCE:
         errors.append("scores/robust: is not adversarial/robust_acc (the adversarially trained model's worst case)")
     return errors
+
+
+def _flag_errors(part: str, ev: dict[str, Any]) -> list[str]:
+    """The per-point flags must give the accuracies they stand beside."""
+    import binascii
+
+    from .attacks import decode_flags
+
+    flags, n = ev["flags"], ev["n"]
+    names = {"clean", *ev["attacks"]}
+    if set(flags) - {"encoding"} != names:
+        return [f"{part}/flags: flags for {sorted(set(flags) - {'encoding'})}, accuracies for {sorted(names)}"]
+    worst = None
+    for name in sorted(names):
+        try:
+            bits = decode_flags(flags[name], n)
+        except (binascii.Error, ValueError):
+            return [f"{part}/flags/{name}: not base64 packed bits"]
+        if len(flags[name]) != 4 * (((n + 7) // 8 + 2) // 3) or bits.numel() != n:
+            return [f"{part}/flags/{name}: does not hold {n} flags"]
+        acc = ev["clean_acc"] if name == "clean" else ev["attacks"][name]
+        if abs(int(bits.sum()) / n - acc) > TOLERANCE:
+            return [f"{part}/flags/{name}: the flags give accuracy {int(bits.sum()) / n:.4f}, the record says {acc:.4f}"]
+        worst = bits if worst is None else worst & bits
+    if abs(int(worst.sum()) / n - ev["robust_acc"]) > TOLERANCE:
+        return [f"{part}: robust_acc is not the pointwise worst case of the flags"]
+    return []
 
 
 def _one_line(text: str) -> str:

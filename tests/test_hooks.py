@@ -1,7 +1,7 @@
 """Third-party datasets, models, attacks and methods plug into the same pipeline as built-ins."""
 
 
-from dcrobench.attacks import AttackSpec
+from dcrobench.attacks import AttackSet, AttackSpec
 from dcrobench.datasets import DatasetSpec
 from dcrobench.hookspecs import hookimpl
 from dcrobench.methods import CompressionMethod, select_per_class
@@ -23,9 +23,12 @@ def _build(channels, size, num_classes, mean, std):
     return build_mlp(channels, size, num_classes, mean, std, hidden=16)
 
 
-def _noop_attack(model, x, y, *, norm, eps, settings, seed):
-    calls["attack"] += 1
-    return x.clone()
+def _noop_attack(model, *, norm, eps, params, seed, device):
+    def run(x, y):
+        calls["attack"] += 1
+        return x.clone()
+
+    return run
 
 
 class FirstK(CompressionMethod):
@@ -46,7 +49,7 @@ class ThirdParty:
 
     @hookimpl
     def register_attacks(self):
-        return [AttackSpec("noop", _noop_attack, "identity (for tests)")]
+        return [AttackSpec("noop", _noop_attack, "identity (for tests)"), AttackSet("noop-then-pgd", ("noop", "pgd"))]
 
     @hookimpl
     def register_methods(self):
@@ -58,12 +61,13 @@ def test_third_party_dataset_model_attack_and_method_run_end_to_end(tmp_path):
     proto = load_protocol(TINY_PROTOCOL)
     import dataclasses
 
-    proto = dataclasses.replace(proto, evaluation=dataclasses.replace(proto.evaluation, attacks=("noop",)))
+    proto = dataclasses.replace(proto, evaluation=dataclasses.replace(proto.evaluation, attacks=("noop-then-pgd",)),
+                                attacks={"pgd": {"steps": 3}})
     req = RunRequest(dataset="blobs3", protocol=proto, method="first-k", budget=5, model="tiny-mlp", seeds=(0,),
                      results_dir=tmp_path, progress=False)
     (rec,) = run(req, regs, log=lambda m: None)
     assert calls["model"] == 2 and calls["attack"] >= 2  # standard + adversarial model, both attacked
     assert rec["budget"]["per_class_counts"] == [5, 5, 5]
-    # the no-op attack cannot lower accuracy; PGD (always run) may
+    # the no-op attack cannot lower accuracy; PGD after it may
     assert rec["adversarial"]["attacks"]["noop"] == rec["adversarial"]["clean_acc"]
     assert rec["model"] == "tiny-mlp" and rec["dataset"] == "blobs3"

@@ -179,7 +179,10 @@ def test_budget_counts_above_ipc_are_rejected():
 
 def test_v1_and_v2_records_are_both_valid_and_aggregate_together(results):
     v1 = committed("random_mnist5k_b10_mlp_linf_s1")
+    (v2_path,) = COMMITTED.glob("quick-v2/mnist5k/random/random_mnist5k_b10_mlp_linf_s1_*.json")
+    measured = json.loads(v2_path.read_text())  # v2 evaluations carry per-point flags
     v2 = dict(v1, schema_version=2, compressed_set={"content_hash": "3fa2c1d0" * 2, "from_file": False},
+              standard=measured["standard"], adversarial=measured["adversarial"], scores=measured["scores"],
               method={**v1["method"], "source": {"distribution": "dcrobench", "version": "0.1.0", "plugin": "baselines"}},
               cost={**v1["cost"], "proxy_s": 0.0,
                     "cached": {"compress": False, "standard": False, "adversarial": True, "attack": False}})

@@ -10,7 +10,8 @@ def test_builtin_protocols_load_with_the_papers_settings():
     assert (p.model, p.train.lr, p.train.epochs, p.budget, p.seeds) == ("resnet18", 0.01, 20, 50, (0, 1, 2))
     assert (p.train.momentum, p.train.weight_decay) == (0.9, 5e-4)
     assert p.epsilon_linf["mnist"] == 0.1 and p.epsilon_linf["cifar10"] == pytest.approx(8 / 255)
-    assert p.evaluation.attacks == ("apgd-ce", "apgd-dlr") and p.evaluation.test_subset == 0
+    assert p.evaluation.attacks == ("paper", "pgd") and p.evaluation.mode == "cascade" and p.evaluation.test_subset == 0
+    assert p.attacks["apgd-ce"] == {"iterations": 100, "restarts": 5}  # AutoAttack's own values
     assert p.eps("mnist", "l2", 784) == pytest.approx(1.36, abs=0.005)
 
 

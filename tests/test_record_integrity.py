@@ -195,3 +195,19 @@ def test_a_damaged_cache_entry_is_reported_once_and_recomputed(tmp_path):
     first, second = (load_records(tmp_path / d)[0] for d in "ab")
     assert first["scores"] == second["scores"]
     assert "warning" not in invoke(*RUN, "-m", "herding", "--results", str(tmp_path / "c")).output
+
+
+def test_per_point_flags_must_give_the_recorded_accuracies():
+    from dcrobench.attacks import decode_flags, encode_flags
+    from dcrobench.validation import record_errors
+
+    repo = Path(__file__).resolve().parents[1]
+    rec = json.loads(next((repo / "leaderboard" / "records" / "quick-v2").rglob("random_*_s0_*.json")).read_text())
+    assert record_errors(rec) == []
+    ev = rec["adversarial"]
+    flags = decode_flags(ev["flags"]["apgd-ce"], ev["n"])
+    flags[torch.nonzero(~flags)[0]] = True  # one more point "survives" than the accuracy says
+    tampered = {**rec, "adversarial": {**ev, "flags": {**ev["flags"], "apgd-ce": encode_flags(flags)}}}
+    assert any("adversarial/flags/apgd-ce" in e for e in record_errors(tampered))
+    missing = {**rec, "adversarial": {**ev, "flags": {k: v for k, v in ev["flags"].items() if k != "pgd"}}}
+    assert any("flags for" in e for e in record_errors(missing))

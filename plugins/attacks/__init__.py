@@ -1,0 +1,1 @@
+"""Built-in attacks: dcrobench's PGD, the official AutoAttack components (pyautoattack), ART (optional)."""
