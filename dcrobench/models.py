@@ -1,17 +1,17 @@
-"""Model architectures. Every model takes pixels in [0, 1]; normalisation happens inside.
+"""The model contract: a ``ModelSpec`` names an architecture and how to build it.
 
-Each model exposes ``features`` (input -> penultimate embedding) and ``classifier`` (the last
-``nn.Linear``), which the coreset methods use for embeddings and last-layer gradients.
+Builders take ``(channels, size, num_classes, mean, std, **params)`` and return a module taking
+pixels in [0, 1] (normalisation happens inside). Models that coreset methods use as proxies also
+expose ``embed`` (input -> penultimate embedding) and ``classifier`` (the last ``nn.Linear``).
+The architectures themselves are plugins (``dcrobench_plugins.models``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import nn
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -19,97 +19,3 @@ class ModelSpec:
     name: str
     build: Callable[..., nn.Module]  # build(channels, size, num_classes, mean, std, **params)
     description: str = ""
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class Classifier(nn.Module):
-    """normalize -> features -> classifier."""
-
-    def __init__(self, normalize: Normalize, features: nn.Module, feature_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.normalize = normalize
-        self.features = features
-        self.classifier = nn.Linear(feature_dim, num_classes)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
-
-
-def build_mlp(channels: int, size: int, num_classes: int, mean, std, hidden: int = 128, layers: int = 2) -> Classifier:
-    mods: list[nn.Module] = [nn.Flatten()]
-    width = channels * size * size
-    for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-        width = hidden
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), width, num_classes)
-
-
-def build_convnet(channels: int, size: int, num_classes: int, mean, std, width: int = 128, depth: int = 3,
-                  norm: str = "instancenorm") -> Classifier:
-    """The dataset-condensation ConvNet: depth x [conv3x3(width), norm, ReLU, avgpool 2]."""
-    mods: list[nn.Module] = []
-    c, s = channels, size
-    for _ in range(depth):
-        mods.append(nn.Conv2d(c, width, kernel_size=3, padding=1))
-        if norm == "instancenorm":  # GroupNorm with one group per channel = affine instance norm
-            mods.append(nn.GroupNorm(width, width, affine=True))
-        elif norm == "batchnorm":
-            mods.append(nn.BatchNorm2d(width))
-        elif norm != "none":
-            raise ValueError(f"unknown convnet norm '{norm}' (instancenorm, batchnorm, none)")
-        mods.append(nn.ReLU(inplace=True))
-        if s >= 2:
-            mods.append(nn.AvgPool2d(2, 2))
-            s //= 2
-        c = width
-    mods.append(nn.Flatten())
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), width * s * s, num_classes)
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-def build_resnet18(channels: int, size: int, num_classes: int, mean, std, width: int = 64) -> Classifier:
-    """ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)."""
-    mods: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-    cin = width
-    for i, mult in enumerate((1, 2, 4, 8)):
-        cout = width * mult
-        for j in range(2):
-            mods.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
-            cin = cout
-    mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), cin, num_classes)
-
-
-BUILTIN_MODELS = [
-    ModelSpec("mlp", build_mlp, "MLP, 2 hidden layers of 128 (paper appendix C, MNIST)"),
-    ModelSpec("convnet", build_convnet, "ConvNet: 3 x [conv 128 3x3, instance norm, ReLU, avg-pool] (appendix C, CIFAR10)"),
-    ModelSpec("resnet18", build_resnet18, "ResNet-18, CIFAR-style stem (paper Table 1)"),
-]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from .errors import DuplicateNameError, UnknownNameError
+from .errors import DuplicateNameError, InvalidNameError, UnknownNameError
 from .names import unknown_name_message
 from .plugins import PluginFailure, PluginOrigin, load_plugins
 
@@ -33,7 +33,7 @@ class Registry(Generic[T]):
         if isinstance(origin, str):  # a bare plugin name: third-party of unknown distribution
             origin = PluginOrigin(origin)
         if not isinstance(name, str) or not name:
-            raise DuplicateNameError(f"{self.kind} from plugin '{origin.plugin}' has no name")
+            raise InvalidNameError(f"{self.kind} from plugin '{origin.plugin}' has no name")
         if name in self._items:
             raise DuplicateNameError(
                 f"{self.kind} '{name}' from plugin '{origin.plugin}' is already registered by plugin '{self._origins[name].plugin}'"
@@ -126,7 +126,7 @@ def _register(registry: Registry, offers: list[tuple[str, object, PluginOrigin]]
             continue
         try:
             registry.add(name, item, origin)
-        except DuplicateNameError as exc:
+        except (DuplicateNameError, InvalidNameError) as exc:
             failures.append(PluginFailure(origin.plugin, str(exc)))
     claimants: dict[str, list[PluginOrigin]] = {}
     for name, _, origin in offers:
@@ -151,7 +151,7 @@ def _register(registry: Registry, offers: list[tuple[str, object, PluginOrigin]]
             continue
         try:
             registry.add(name, item, origin)
-        except DuplicateNameError as exc:  # the same plugin offers the name twice
+        except (DuplicateNameError, InvalidNameError) as exc:  # the same plugin offers the name twice
             failures.append(PluginFailure(origin.plugin, str(exc)))
 
 

@@ -148,19 +148,17 @@ def compress(res: Resolved, train_set: ImageSet, seed: int, device: torch.device
 
 
 def adversarial_radius(compressed: CompressedSet, protocol: Protocol, norm: str, eps: float) -> tuple[torch.Tensor, dict]:
-    """Per-sample training radius: eps, or eps + eta of the sample's class (Def. 5) when asked and meaningful."""
+    """Per-sample training radius: eps, or eps plus the set's own extra radius (Def. 5) when asked and meaningful."""
     n = len(compressed)
     base = torch.full((n,), eps)
     info: dict[str, Any] = {"radius": "eps", "weighted": compressed.weights is not None}
-    eta = compressed.meta.get("eta_per_class")
     if protocol.adversarial.weighted_radius == "eps+eta":
-        if eta is None:
+        if compressed.extra_radius is None:
             info["note"] = "method reports no eta; trained with eps"
-        elif compressed.meta.get("metric", "l2") != norm:
-            info["note"] = f"eta measured in {compressed.meta.get('metric')} but attack norm is {norm}; trained with eps"
+        elif compressed.extra_radius_norm != norm:
+            info["note"] = f"eta measured in {compressed.extra_radius_norm} but attack norm is {norm}; trained with eps"
         else:
-            eta_t = torch.as_tensor(eta, dtype=torch.float32)
-            base = base + eta_t[compressed.labels.cpu()]
+            base = base + compressed.extra_radius.float().cpu()
             info["radius"] = "eps+eta"
     return base, info
 
@@ -260,7 +258,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
             std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
 
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
-            eta = comp.meta.get("eta_per_class") if adv_info["radius"] == "eps+eta" else None
+            eta = comp.extra_radius.tolist() if adv_info["radius"] == "eps+eta" else None
             adv = ModelStage(store, StageStore.key("adversarial", ckey, model_id, json_safe(settings),
                                                    json_safe(p.adversarial), norm, eps, adv_info["radius"], eta, seed),
                              lambda: build_model(res, p, seed).to(req.device),

@@ -7,9 +7,10 @@ import torch
 
 from dcrobench.attacks import (AttackSet, AttackSpec, ConfiguredAttack, EvalCheckpoint, check_perturbation,
                                configure_attacks, decode_flags, evaluate_robustness, l2_epsilon, pgd)
-from dcrobench.datasets import BUILTIN_DATASETS, load_dataset, stratified_subset
+from dcrobench.datasets import load_dataset, stratified_subset
+from dcrobench_plugins.datasets import BUILTIN_DATASETS
 from dcrobench.errors import ProtocolError, UnknownNameError
-from dcrobench.models import build_mlp
+from dcrobench_plugins.models import build_mlp
 from dcrobench.protocol import TrainSettings
 from dcrobench.registry import registries
 from dcrobench.train import train

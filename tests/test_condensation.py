@@ -18,7 +18,7 @@ from dcrobench_plugins.condensation.tm import TM, ExpertBuffer, trajectory_dista
 
 from dcrobench.errors import BudgetError, MethodError
 from dcrobench.imageset import ImageSet
-from dcrobench.models import build_convnet
+from dcrobench_plugins.models import build_convnet
 
 CPU = torch.device("cpu")
 NET = {"net_width": 16, "net_depth": 2, "progress": False}

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from dcrobench.proxy import gradients_from_factors, logit_residuals
+from dcrobench_plugins.coresets.proxy import gradients_from_factors, logit_residuals
 from dcrobench_plugins.coresets import geometric_methods as gm
 from dcrobench_plugins.coresets.submodular import facility_location_value
 

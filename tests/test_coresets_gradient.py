@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dcrobench.imageset import ImageSet
-from dcrobench.proxy import gradients_from_factors, train_proxy
+from dcrobench_plugins.coresets.proxy import gradients_from_factors, train_proxy
 from dcrobench_plugins.coresets import gradient_methods as gm
 from dcrobench_plugins.coresets.submodular import (
     facility_location_greedy,

@@ -15,7 +15,8 @@ import pytest
 import scipy.io
 import torch
 
-from dcrobench.datasets import BUILTIN_DATASETS, load_dataset, stratified_subset
+from dcrobench.datasets import load_dataset, stratified_subset
+from dcrobench_plugins.datasets import BUILTIN_DATASETS
 from dcrobench.errors import DatasetError
 
 SPECS = {d.name: d for d in BUILTIN_DATASETS}

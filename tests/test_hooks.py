@@ -5,7 +5,8 @@ from dcrobench.attacks import AttackSet, AttackSpec
 from dcrobench.datasets import DatasetSpec
 from dcrobench.hookspecs import hookimpl
 from dcrobench.methods import CompressionMethod, select_per_class
-from dcrobench.models import ModelSpec, build_mlp
+from dcrobench.models import ModelSpec
+from dcrobench_plugins.models import build_mlp
 from dcrobench.protocol import load_protocol
 from dcrobench.registry import build_registries
 from dcrobench.runner import RunRequest, run
@@ -41,7 +42,7 @@ class FirstK(CompressionMethod):
 class ThirdParty:
     @hookimpl
     def register_datasets(self):
-        return [DatasetSpec("blobs3", 3, 1, 4, (0.5,), (0.5,), _load, needs_files=False)]
+        return [DatasetSpec("blobs3", 3, 1, 4, (0.5,), (0.5,), _load, )]
 
     @hookimpl
     def register_models(self):

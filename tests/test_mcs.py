@@ -124,6 +124,8 @@ def test_plugin_run_end_to_end(metric):
     assert out.meta["per_class_counts"] == [3, 3, 3]
     assert out.meta["metric"] == metric
     etas = out.meta["eta_per_class"]
+    assert out.extra_radius_norm == out.meta["metric"]
+    assert torch.equal(out.extra_radius, torch.tensor(etas, dtype=torch.float32)[out.labels])  # Def. 5, per sample
     assert len(etas) == 3
     for c in range(3):
         idx = data.class_indices(c).numpy()

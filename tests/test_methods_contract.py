@@ -68,12 +68,14 @@ def test_compressed_set_round_trips_without_pickle(tmp_path):
     data = blobs()
     comp = select_per_class(data, {c: data.class_indices(c)[:2] for c in range(3)},
                             {c: torch.tensor([1.0, 3.0]) for c in range(3)}, meta={"eta_per_class": [0.5, 0.1, 0.2]})
+    comp.extra_radius, comp.extra_radius_norm = torch.tensor([0.5, 0.5, 0.1, 0.1, 0.2, 0.2]), "l2"
     comp.save(tmp_path / "c.pt")
     raw = torch.load(tmp_path / "c.pt", weights_only=True)  # plain tensors and strings only
     assert set(raw) >= {"images", "labels", "weights", "indices", "meta_json"}
     back = CompressedSet.load(tmp_path / "c.pt")
     assert torch.equal(back.images, comp.images) and torch.equal(back.weights, comp.weights)
     assert back.meta == {"eta_per_class": [0.5, 0.1, 0.2]}
+    assert torch.equal(back.extra_radius, comp.extra_radius) and back.extra_radius_norm == "l2"
 
 
 def test_unreadable_compressed_file_is_a_clear_error(tmp_path):

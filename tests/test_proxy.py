@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcrobench import proxy as proxy_mod
+from dcrobench_plugins.coresets import proxy as proxy_mod
 from dcrobench.imageset import ImageSet
-from dcrobench.proxy import (
+from dcrobench_plugins.coresets.proxy import (
     ProxySettings,
     embeddings,
     gradient_distances,

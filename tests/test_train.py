@@ -5,7 +5,7 @@ import torch
 
 from dcrobench.errors import TrainingDivergedError
 from dcrobench.methods import CompressedSet
-from dcrobench.models import build_mlp
+from dcrobench_plugins.models import build_mlp
 from dcrobench.protocol import AdversarialSettings, TrainSettings, protocol_from_dict
 from dcrobench.runner import adversarial_radius
 from dcrobench.train import AdversarialTarget, train
@@ -65,7 +65,7 @@ def test_adversarial_training_uses_adv_lr_and_changes_the_model():
 def test_generalized_radius_is_eps_plus_eta_of_the_class_only_when_asked():
     labels = torch.tensor([0, 1, 2, 1])
     comp = CompressedSet(torch.zeros(4, 1, 2, 2), labels, weights=torch.ones(4),
-                         meta={"eta_per_class": [0.5, 1.0, 2.0], "metric": "l2"})
+                         extra_radius=torch.tensor([0.5, 1.0, 2.0])[labels], extra_radius_norm="l2")
     base = protocol_from_dict({"name": "x", "version": 1})
     radius, info = adversarial_radius(comp, base, "l2", 0.1)
     assert torch.allclose(radius, torch.full((4,), 0.1)) and info == {"radius": "eps", "weighted": True}

@@ -52,9 +52,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from dcrobench.datasets import BUILTIN_DATASETS, load_dataset
+    from dcrobench.datasets import load_dataset
+    from dcrobench_plugins.datasets import BUILTIN_DATASETS
     from dcrobench.device import resolve_device
-    from dcrobench.models import build_convnet, build_mlp
+    from dcrobench_plugins.models import build_convnet, build_mlp
     from dcrobench.protocol import AdversarialSettings, TrainSettings
     from dcrobench.train import AdversarialTarget, train
 

@@ -38,9 +38,10 @@ def main() -> None:
     from pyautoattack.autopgd_base import APGDAttack
 
     from dcrobench.attacks import configure_attacks, decode_flags, evaluate_robustness
-    from dcrobench.datasets import BUILTIN_DATASETS, load_dataset, stratified_subset
+    from dcrobench.datasets import load_dataset, stratified_subset
+    from dcrobench_plugins.datasets import BUILTIN_DATASETS
     from dcrobench.device import resolve_device
-    from dcrobench.models import build_mlp
+    from dcrobench_plugins.models import build_mlp
     from dcrobench.protocol import load_protocol
     from dcrobench.registry import registries
     from dcrobench.train import AdversarialTarget, train

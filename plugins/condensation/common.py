@@ -38,7 +38,7 @@ from dcrobench.errors import BudgetError, MethodError
 from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, json_safe
-from dcrobench.models import build_convnet
+from dcrobench_plugins.models import build_convnet
 
 from .dsa import DEFAULT_DSA_PARAMS, DEFAULT_DSA_STRATEGY, DSA
 

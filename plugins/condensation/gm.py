@@ -174,7 +174,7 @@ def gradient_distance(data, images: torch.Tensor, labels: torch.Tensor, seeds: S
                       depth: int = 3, norm: str = "instancenorm") -> float:
     """Diagnostic: mean over fixed random ConvNets (``seeds``) of the per-class gradient distance
     between ALL real images and the given synthetic images (pixels in [0, 1]), no augmentation."""
-    from dcrobench.models import build_convnet
+    from dcrobench_plugins.models import build_convnet
 
     from .common import STD_FLOOR
 

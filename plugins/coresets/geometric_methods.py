@@ -2,7 +2,7 @@
 SubMod graph-cut / facility-location functions.
 
 All four select per class (exact per-class budgets) from the penultimate-layer embeddings of a proxy
-model trained on the full training set (``dcrobench.proxy``; its settings come from the protocol's
+model trained on the full training set (``dcrobench_plugins.coresets.proxy``; its settings come from the protocol's
 ``proxy:`` block, so they are part of the recorded protocol).
 
 * ``herding`` -- greedy herding as used by iCaRL (Rebuffi et al. 2017) and DeepCore (Guo et al.
@@ -48,7 +48,7 @@ from dcrobench.errors import MethodError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
-from dcrobench.proxy import gradients_from_factors, logit_residuals
+from dcrobench_plugins.coresets.proxy import gradients_from_factors, logit_residuals
 
 from .submodular import facility_location_value
 
@@ -253,7 +253,7 @@ class _EmbeddingSelection(CompressionMethod):
     uses_seed = True
 
     def _proxy_embeddings(self, data: ImageSet, seed: int, device: torch.device):
-        from dcrobench.proxy import ProxySettings, embeddings, train_proxy
+        from dcrobench_plugins.coresets.proxy import ProxySettings, embeddings, train_proxy
 
         settings = ProxySettings.from_dict(self.params.get("proxy") or {})
         model = train_proxy(data, settings, seed, device)

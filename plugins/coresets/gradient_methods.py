@@ -7,7 +7,7 @@
 - ``glister``    — Killamsetty et al. (AAAI 2021), GLISTER-ONLINE: greedy validation log-likelihood.
 
 All of them select ``budget`` images per class (DeepCore's class-balanced mode) from a proxy model
-trained on the full training set (``dcrobench.proxy``; settings = the protocol's ``proxy:`` block,
+trained on the full training set (``dcrobench_plugins.coresets.proxy``; settings = the protocol's ``proxy:`` block,
 passed as the ``proxy`` parameter). Gradients are those of the cross-entropy with respect to the
 proxy's last linear layer (weights and bias), the cheap surrogate of the full gradient that CRAIG,
 GRAD-MATCH, GLISTER and DeepCore use; they are handled through their two factors (embedding and
@@ -26,7 +26,7 @@ import torch
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
-from dcrobench.proxy import (
+from dcrobench_plugins.coresets.proxy import (
     ProxySettings,
     build_model,
     gradient_distances,

@@ -125,7 +125,10 @@ class Mcs(CompressionMethod):
             "mcs_per_class": per_class,
             "solver": f"pyomo+highs ({SOLVER_VERSION})",
         }
-        return select_per_class(data, chosen, weights, meta)
+        out = select_per_class(data, chosen, weights, meta)
+        out.extra_radius = torch.tensor(eta_per_class, dtype=torch.float32)[out.labels.cpu()]  # Def. 5: eps + eta
+        out.extra_radius_norm = metric
+        return out
 
     def diagnostics(self, compressed: CompressedSet, *, eps: float, norm: str) -> dict[str, Any]:
         return {"zip": zip_check(compressed, eps=eps, norm=norm, metric=self.params["metric"])}

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import cache_dir, content_key, report_damaged
-from .costs import note_shared
-from .errors import TrainingDivergedError
-from .fileio import atomic_torch_save
-from .imageset import ImageSet
+from dcrobench.cache import cache_dir, content_key, report_damaged
+from dcrobench.costs import note_shared
+from dcrobench.errors import TrainingDivergedError
+from dcrobench.fileio import atomic_torch_save
+from dcrobench.imageset import ImageSet
 
 PROXY_FORMAT_VERSION = 2  # 2: the entry records its training seconds
 
@@ -96,7 +96,7 @@ class ProxySettings:
 
 
 def build_model(settings: ProxySettings, data: ImageSet) -> nn.Module:
-    from .models import BUILTIN_MODELS
+    from dcrobench_plugins.models import BUILTIN_MODELS
 
     specs = {spec.name: spec for spec in BUILTIN_MODELS}
     if settings.model not in specs:
@@ -233,12 +233,6 @@ def last_layer_factors(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     return emb, logit_residuals(model, emb, labels)
 
 
-def logit_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str,
-                    batch_size: int = 512) -> torch.Tensor:
-    """``softmax(z) - onehot(y)`` ``[N, C]``: the per-sample gradient of CE with respect to the logits."""
-    return last_layer_factors(model, images, labels, device, batch_size)[1]
-
-
 def gradients_from_factors(emb: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
     """``[N, C*(D+1)]``: row ``i`` is ``(resid_i ⊗ [emb_i, 1]).flatten()`` (class-major: W_c then b_c)."""
     ones = torch.ones(emb.shape[0], 1, dtype=emb.dtype, device=emb.device)
@@ -282,6 +276,6 @@ def gradient_distances(emb: torch.Tensor, resid: torch.Tensor, block: int = 2048
 
 __all__ = [
     "ProxySettings", "train_proxy", "train_proxy_with_trace", "embeddings", "last_layer_gradients",
-    "last_layer_factors", "logit_residuals", "logit_gradients", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
+    "last_layer_factors", "logit_residuals", "gradients_from_factors", "gradient_gram", "gradient_sq_norms",
     "gradient_distances", "build_model", "proxy_cache_path",
 ]
