@@ -56,7 +56,7 @@ def render_markdown(records: Iterable[dict[str, Any]]) -> str:
 
 
 # --- publish: paper-style tables, plots, archive -----------------------------------------------------------------
-def table1(cells_: list[Cell], norm: str, model: str, budget: int | None) -> str:
+def scores_table(cells_: list[Cell], norm: str, model: str, budget: int | None) -> str:
     """Methods x datasets, standard and robust score (paper Table 1), best robust score in bold."""
     sel = [c for c in cells_ if c.norm == norm and c.model == model and (c.budget == budget or c.budget is None)]
     datasets = sorted({c.dataset for c in sel})
@@ -153,7 +153,7 @@ def version_section(name: str, version: int, cells_: list[Cell], level: str = "#
     for norm, model, budget in _combos(cells_):
         eps = sorted({f"{c.dataset} {c.eps:.4g}" for c in cells_ if c.norm == norm})
         out += [f"{level}# Scores, {norm}, {model}, {budget} images per class (ε: {'; '.join(eps)})", "",
-                table1(cells_, norm, model, budget), ""]
+                scores_table(cells_, norm, model, budget), ""]
     for dataset in sorted({c.dataset for c in cells_}):
         for model in sorted({c.model for c in cells_ if c.dataset == dataset}):
             for norm in sorted({c.norm for c in cells_}):

@@ -67,15 +67,23 @@ def test_interrupted_run_keeps_finished_records_and_resumes(tmp_path, monkeypatc
 
 
 def test_a_changed_protocol_never_overwrites_old_records(tmp_path):
-    invoke(*BASE, "-m", "random", "--seeds", "1", "--results", str(tmp_path))
+    """Same results folder, same cell, another protocol hash: the old record stays, byte for byte."""
+    results = tmp_path / "results"
+    assert invoke(*BASE, "-m", "random", "--seeds", "1", "--results", str(results)).exit_code == 0
+    (old_path,) = records(results)
+    kept = old_path.read_bytes()
     changed = yaml.safe_load(open(TINY_PROTOCOL))
     changed["train"]["epochs"] = 3
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(changed))
     res = invoke("run", "-d", "digits", "-p", str(tmp_path / "p.yaml"), "-m", "random", "--seeds", "1",
-                 "--results", str(tmp_path / "r"), "--no-progress")
-    assert res.exit_code == 0
-    old = invoke(*BASE, "-m", "random", "--seeds", "1", "--results", str(tmp_path))
-    assert "already recorded" in old.output
+                 "--results", str(results), "--no-progress")
+    assert res.exit_code == 0, res.output
+    paths = records(results)
+    assert len(paths) == 2 and old_path in paths and old_path.read_bytes() == kept  # beside it, not over it
+    (new_path,) = [p for p in paths if p != old_path]
+    assert new_path.parent == old_path.parent and json.loads(new_path.read_text())["protocol"]["hash"] not in old_path.name
+    old = invoke(*BASE, "-m", "random", "--seeds", "1", "--results", str(results))
+    assert "already recorded" in old.output and old_path.read_bytes() == kept
 
 
 @pytest.mark.parametrize("args,message", [

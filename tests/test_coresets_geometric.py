@@ -120,7 +120,7 @@ def test_graph_cut_brute_force_small_instance_greedy_reasonable():
 
 
 def test_facility_location_lazy_greedy_equals_plain_greedy():
-    sub = pytest.importorskip("dcrobench_plugins.coresets.submodular")
+    import dcrobench_plugins.coresets.submodular as sub
     x = _blobs(50, 4, seed=7)
     sim = gm.similarity_matrix(x)
     for k in (1, 5, 15):

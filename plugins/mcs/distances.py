@@ -66,9 +66,7 @@ class DistanceOracle:
         out = np.empty((idx.numel(), self.n), dtype=np.float64)
         if idx.numel() == 0:
             return out
-        per = max(1, _BLOCK_ELEMS // max(self.n, 1))
-        if self.metric != "l2":  # cdist keeps no D-sized temporaries, but bound it too
-            per = max(1, min(per, _BLOCK_ELEMS // max(self.n, 1)))
+        per = max(1, _BLOCK_ELEMS // max(self.n, 1))  # rows per block: memory stays bounded for every metric
         for s in range(0, idx.numel(), per):
             out[s:s + per] = self._block(idx[s:s + per]).cpu().numpy()
         self.evaluations += idx.numel() * self.n
