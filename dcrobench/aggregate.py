@@ -12,20 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .results import CellKey
+
 KIND_ORDER = {"baseline": 0, "selection": 1, "condensation": 2}
 
 
-def identity(record: dict[str, Any]) -> tuple:
+def identity(record: dict[str, Any]) -> CellKey:
     """What makes a record one measurement: two files with the same identity are duplicates."""
-    p = record["protocol"]
-    return (p["name"], p["version"], p["hash"], record["method"]["name"], record["dataset"], record["budget"]["ipc"],
-            record["model"], record["norm"], record["seed"])
+    return CellKey.of_record(record)
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
     """(protocol, version, hash, dataset, norm, model, method, budget): the identity without the seed."""
-    name, version, hash_, method, dataset, budget, model, norm, _seed = identity(record)
-    return (name, version, hash_, dataset, norm, model, method, budget)
+    k = identity(record)
+    return (k.protocol, k.protocol_version, k.protocol_hash, k.dataset, k.norm, k.model, k.method, k.budget)
 
 
 @dataclass

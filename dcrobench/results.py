@@ -31,6 +31,13 @@ class CellKey:
     norm: str
     seed: int
 
+    @classmethod
+    def of_record(cls, record: dict[str, Any]) -> CellKey:
+        """The cell a record measures: the one definition every writer, reader and check uses."""
+        p = record["protocol"]
+        return cls(p["name"], p["version"], p["hash"], record["method"]["name"], record["dataset"],
+                   record["budget"]["ipc"], record["model"], record["norm"], record["seed"])
+
     def relpath(self) -> Path:
         b = "full" if self.budget is None else f"b{self.budget}"
         name = f"{_safe(self.method)}_{self.dataset}_{b}_{self.model}_{self.norm}_s{self.seed}_{self.protocol_hash}.json"

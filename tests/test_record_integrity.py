@@ -211,3 +211,12 @@ def test_per_point_flags_must_give_the_recorded_accuracies():
     assert any("adversarial/flags/apgd-ce" in e for e in record_errors(tampered))
     missing = {**rec, "adversarial": {**ev, "flags": {k: v for k, v in ev["flags"].items() if k != "pgd"}}}
     assert any("flags for" in e for e in record_errors(missing))
+
+
+def test_a_record_names_its_own_cell(tmp_path):
+    """One definition of a cell: the key the runner wrote a record under is the key read back from it."""
+    from dcrobench.results import CellKey, record_path
+
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (path,) = record_paths(tmp_path)
+    assert record_path(tmp_path, CellKey.of_record(json.loads(path.read_text()))) == path
