@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from .aggregate import KIND_ORDER, Cell, mean_std, method_labels
 
@@ -25,7 +26,7 @@ def _save(fig, path: Path) -> None:
     from .fileio import atomic_write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -39,11 +40,8 @@ def scatter(cells: list[Cell], path: Path, title: str) -> None:
     from matplotlib.lines import Line2D
 
     label = method_labels(cells)
-    kind = {label[(c.method, c.hash)]: c.kind for c in cells}
-    methods = sorted(kind, key=lambda m: (KIND_ORDER.get(kind[m], 9), m))
+    methods, color = _method_colors(cells, label)
     budgets = sorted({c.budget for c in cells if c.budget is not None})
-    cmap = plt.get_cmap("tab20")
-    color = {m: cmap(i % 20) for i, m in enumerate(methods)}
     shapes = "osD^vP*Xph"
     marker = {b: shapes[i % len(shapes)] for i, b in enumerate(budgets)}
     fig, ax = plt.subplots(figsize=(7.2, 5.0))
@@ -64,34 +62,52 @@ def scatter(cells: list[Cell], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _method_colors(cells: list[Cell], label: dict) -> tuple[list[str], dict[str, Any]]:
+    """Methods in table order and one colour each, the same in every plot: tab20's ten full hues
+    first, then their light shades (so no two of the first ten methods share a hue)."""
+    import matplotlib
+
+    kind = {label[(c.method, c.hash)]: c.kind for c in cells}
+    methods = sorted(kind, key=lambda m: (KIND_ORDER.get(kind[m], 9), m))
+    cmap = matplotlib.colormaps["tab20"]
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return methods, {m: cmap(order[i % 20]) for i, m in enumerate(methods)}
+
+
 def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
     """Per norm a panel: standard (solid) and robust (dashed) score against images per class, one colour per method."""
     plt = _figure()
+    from matplotlib.lines import Line2D
+
     norms = sorted({c.norm for c in cells})
+    label = method_labels(cells)
+    methods, color = _method_colors(cells, label)
     fig, axes = plt.subplots(1, len(norms), figsize=(5.2 * len(norms), 4.2), squeeze=False)
     for ax, norm in zip(axes[0], norms):
         panel = [c for c in cells if c.norm == norm]
-        label = method_labels(panel)
         by_method: dict[str, dict[int | None, Cell]] = {}
         for c in panel:
             by_method.setdefault(label[(c.method, c.hash)], {})[c.budget] = c
         budgets = sorted({c.budget for c in panel if c.budget is not None})
-        for i, (method, by_budget) in enumerate(sorted(by_method.items())):
-            color = f"C{i % 10}"
+        for method in [m for m in methods if m in by_method]:
+            by_budget = by_method[method]
             if set(by_budget) == {None}:  # the full set: a horizontal reference line
                 for score, style in (("standard", "-"), ("robust", "--")):
-                    ax.axhline(_pct(getattr(by_budget[None], score))[0], color=color, linestyle=style, alpha=0.6,
-                               label=f"{method} {score}")
+                    ax.axhline(_pct(getattr(by_budget[None], score))[0], color=color[method], linestyle=style, alpha=0.6)
                 continue
             bs = [b for b in budgets if b in by_budget]
             for score, style in (("standard", "-"), ("robust", "--")):
                 ms = [_pct(getattr(by_budget[b], score)) for b in bs]
-                ax.errorbar(bs, [m for m, _ in ms], yerr=[s for _, s in ms], color=color, linestyle=style, marker="o",
-                            capsize=2, label=f"{method} {score}")
+                ax.errorbar(bs, [m for m, _ in ms], yerr=[s for _, s in ms], color=color[method], linestyle=style,
+                            marker="o", markersize=4, capsize=2)
         ax.set_xlabel("images per class")
         ax.set_ylabel("score (%)")
         ax.set_title(f"{title} · {norm}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
+    # one legend entry per method (its colour) and per score (its line style), outside the data
+    handles = [Line2D([], [], color=color[m], linewidth=2.5, label=m) for m in methods]
+    handles += [Line2D([], [], color="black", linestyle="-", label="standard score"),
+                Line2D([], [], color="black", linestyle="--", label="robust score")]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
     plt.close(fig)
