@@ -194,10 +194,6 @@ def sweep(grid_file, results_dir, executor, workers, ray_address, device, thread
     """
     from .sweep import SweepInterrupted, load_grid, run_sweep
 
-    if workers < 1:  # before any work
-        _fail("--workers must be at least 1")
-    if threads is not None and threads < 1:
-        _fail("--threads must be at least 1")
     try:
         _common_setup(threads, device, progress)
         grid = load_grid(grid_file)

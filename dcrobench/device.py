@@ -26,6 +26,11 @@ def set_threads(n: int | None) -> None:
     """Pin torch's intra-op thread count (oversubscribed cores slow small models by 100x)."""
     if n is None:
         return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DcrobenchError(f"--threads must be at least 1, got {n}")
+    check_threads(n)
     torch.set_num_threads(n)
+
+
+def check_threads(n: int | None) -> None:
+    """A thread count is at least 1 (``None``: torch's choice)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise DcrobenchError("--threads must be at least 1")

@@ -42,8 +42,13 @@ class DataValidationError(DcrobenchError, ValueError):
     """A compressed set (from a method or a file) breaks a property every training set must have."""
 
 
+def one_line_text(text: str, limit: int = 300) -> str:
+    """Any message as one short line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one short line (torch's unpickling errors span dozens of lines)."""
     text = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return one_line_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)

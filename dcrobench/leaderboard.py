@@ -8,7 +8,6 @@ Every view takes valid records (see :mod:`dcrobench.validation`) and groups them
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, fmt, mean_std, method_labels, method_order
 from .plots import PNG_MAGIC, budget_curves, scatter
+from .results import safe_name
 
 KIND_TITLES = {"baseline": "Baseline", "selection": "Coreset", "condensation": "Condensation"}
 INDEX_FILE = "README.md"
@@ -117,10 +117,6 @@ class PlotSpec(NamedTuple):
         return f"{self.protocol} v{self.version} · {self.dataset} · {self.which}"
 
 
-def _file_part(text: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-.") or "x"
-
-
 def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
     """Every plot publish writes (and check requires): per protocol version and dataset, a scatter per norm and,
     for a model with at least two budgets, a budget plot."""
@@ -129,12 +125,12 @@ def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
         own = [c for c in cells_ if (c.protocol, c.version) == (name, version)]
         for dataset in sorted({c.dataset for c in own}):
             here = [c for c in own if c.dataset == dataset]
-            stem = f"{_file_part(name)}-v{version}-{_file_part(dataset)}"
+            stem = f"{safe_name(name)}-v{version}-{safe_name(dataset)}"
             for norm in sorted({c.norm for c in here}):
-                specs.append(PlotSpec(f"{stem}-{_file_part(norm)}-scatter.png", "scatter", name, version, dataset, norm))
+                specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-scatter.png", "scatter", name, version, dataset, norm))
             for model in sorted({c.model for c in here}):
                 if len({c.budget for c in here if c.model == model} - {None}) >= 2:
-                    specs.append(PlotSpec(f"{stem}-{_file_part(model)}-budget.png", "budget", name, version, dataset,
+                    specs.append(PlotSpec(f"{stem}-{safe_name(model)}-budget.png", "budget", name, version, dataset,
                                           model))
     return specs
 

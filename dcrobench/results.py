@@ -40,11 +40,12 @@ class CellKey:
 
     def relpath(self) -> Path:
         b = "full" if self.budget is None else f"b{self.budget}"
-        name = f"{_safe(self.method)}_{self.dataset}_{b}_{self.model}_{self.norm}_s{self.seed}_{self.protocol_hash}.json"
-        return Path(f"{_safe(self.protocol)}-v{self.protocol_version}") / self.dataset / _safe(self.method) / name
+        name = f"{safe_name(self.method)}_{self.dataset}_{b}_{self.model}_{self.norm}_s{self.seed}_{self.protocol_hash}.json"
+        return Path(f"{safe_name(self.protocol)}-v{self.protocol_version}") / self.dataset / safe_name(self.method) / name
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` as one part of a file name (letters, digits, ``.+-``)."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "x"
 
 

@@ -48,7 +48,7 @@ class StageStore:
     def _path(self, kind: str, key: str, ext: str) -> Path | None:
         return None if self.root is None else self.root / kind / f"{key}.{ext}"
 
-    def _damaged(self, path: Path, exc: BaseException) -> None:
+    def report_damaged(self, path: Path, exc: BaseException) -> None:
         self.warn(f"warning: stage file {path} is unreadable ({one_line(exc)}); recomputing it")
 
     def compressed(self, key: str, make: Callable[[], CompressedSet], store: bool = True) -> tuple[CompressedSet, StageCost]:
@@ -59,7 +59,7 @@ class StageStore:
                 self.loaded["compress"] += 1
                 return comp, StageCost(float(comp.meta.get("compress_s", 0.0)), cached=True)
             except Exception as exc:
-                self._damaged(path, exc)
+                self.report_damaged(path, exc)
         comp = make()
         self.computed["compress"] += 1
         if path is not None:
@@ -79,7 +79,7 @@ class StageStore:
                 self.loaded[kind] += 1
                 return model.eval(), StageCost(float(meta["train_s"]), cached=True)
             except Exception as exc:
-                self._damaged(path, exc)
+                self.report_damaged(path, exc)
                 model = build()
         start = time.perf_counter()
         stats = fit(model)
@@ -101,7 +101,7 @@ class StageStore:
                 raise ValueError("no train_s")
             return meta
         except Exception as exc:
-            self._damaged(path, exc)
+            self.report_damaged(path, exc)
             return {}
 
     def evaluation(self, key: str, load_model: Callable[[], nn.Module],
@@ -120,7 +120,7 @@ class StageStore:
                 self.loaded["attack"] += 1
                 return result, StageCost(seconds, cached=True)
             except Exception as exc:
-                self._damaged(path, exc)
+                self.report_damaged(path, exc)
         model = load_model()
         checkpoint = _FileCheckpoint(path.with_suffix(".partial.pt"), self) if path is not None else None
         start = time.perf_counter()
@@ -152,7 +152,7 @@ class _FileCheckpoint(EvalCheckpoint):
             self.store.loaded["attack-batches"] += sum(int(v) for v in state["done"].values())
             return {"clean": state["clean"], "flags": dict(state["flags"]), "done": dict(state["done"])}
         except Exception as exc:
-            self.store._damaged(self.path, exc)
+            self.store.report_damaged(self.path, exc)
             return None
 
     def save(self, state: dict[str, Any]) -> None:

@@ -40,7 +40,8 @@ from typing import Any
 
 import yaml
 
-from .errors import DcrobenchError, ProtocolError
+from .device import check_threads
+from .errors import DcrobenchError, ProtocolError, one_line
 from .names import unknown_name_message
 
 AXES = ("methods", "datasets", "budgets", "models", "norms", "seeds")
@@ -195,10 +196,9 @@ def run_task(task: dict[str, Any], results_dir: str, device: str | None, threads
 
 def describe_error(exc: BaseException) -> str:
     """One line: our errors as their message; anything else with its type and where it was raised."""
-    text = " ".join(str(exc).split())
     if isinstance(exc, DcrobenchError):
-        return text or type(exc).__name__
-    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return " ".join(str(exc).split()) or type(exc).__name__
+    line = one_line(exc)
     last = traceback.extract_tb(exc.__traceback__)[-1:]
     if last:
         line += f" ({Path(last[0].filename).name}:{last[0].lineno})"
@@ -394,8 +394,7 @@ def run_sweep(grid: Grid, results_dir: Path, *, executor: str = "local", workers
         raise DcrobenchError(unknown_name_message("executor", executor, EXECUTORS))
     if not isinstance(workers, int) or workers < 1:
         raise DcrobenchError("--workers must be at least 1")
-    if threads is not None and threads < 1:
-        raise DcrobenchError("--threads must be at least 1")
+    check_threads(threads)
     tasks, done, unresolved = pending_tasks(grid, results_dir)
     total = len(tasks) + done + len(unresolved)
     log(f"grid {grid.name}: {total} tasks, {done} done, {len(tasks)} to run ({executor}, {workers} worker(s))")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .aggregate import cell_key, identity
+from .errors import one_line_text
 from .results import SCHEMA_VERSION, load_records
 
 SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
@@ -45,7 +46,7 @@ def record_errors(record: Any) -> list[str]:
     if "schema_version" not in clean:
         return [f"schema_version: missing (known: {', '.join(map(str, SCHEMA_VERSIONS))})"]
     if type(version) is not int or version not in SCHEMA_VERSIONS:
-        return [_one_line(f"schema_version: unknown schema_version {json.dumps(version)} "
+        return [one_line_text(f"schema_version: unknown schema_version {json.dumps(version)} "
                           f"(known: {', '.join(map(str, SCHEMA_VERSIONS))})")]
     errors = _schema_errors(_validator(version).iter_errors(clean))
     errors += [f"{where}: {value} is not a finite number" for where, value in _non_finite(clean)]
@@ -60,8 +61,8 @@ def _schema_errors(found) -> list[str]:
         if e.validator == "required" and isinstance(e.instance, dict):
             missing.setdefault(where, [r for r in e.validator_value if r not in e.instance])
             continue
-        lines.append(_one_line(f"{where}: {e.message}"))
-    return [_one_line(f"{where}: missing required {', '.join(names)}") for where, names in missing.items()] + lines
+        lines.append(one_line_text(f"{where}: {e.message}"))
+    return [one_line_text(f"{where}: missing required {', '.join(names)}") for where, names in missing.items()] + lines
 
 
 def _non_finite(obj: Any, where: str = "") -> list[tuple[str, float]]:
@@ -121,11 +122,6 @@ def _flag_errors(part: str, ev: dict[str, Any]) -> list[str]:
     if abs(int(worst.sum()) / n - ev["robust_acc"]) > TOLERANCE:
         return [f"{part}: robust_acc is not the pointwise worst case of the flags"]
     return []
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @dataclass
