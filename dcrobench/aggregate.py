@@ -12,17 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .results import CellKey
+from .results import CellKey, Record
 
 KIND_ORDER = {"baseline": 0, "selection": 1, "condensation": 2}
 
 
-def identity(record: dict[str, Any]) -> CellKey:
+def identity(record: Record | dict[str, Any]) -> CellKey:
     """What makes a record one measurement: two files with the same identity are duplicates."""
     return CellKey.of_record(record)
 
 
-def cell_key(record: dict[str, Any]) -> tuple:
+def cell_key(record: Record | dict[str, Any]) -> tuple:
     """(protocol, version, hash, dataset, norm, model, method, budget): the identity without the seed."""
     k = identity(record)
     return (k.protocol, k.protocol_version, k.protocol_hash, k.dataset, k.norm, k.model, k.method, k.budget)
@@ -49,23 +49,24 @@ class Cell:
         return len(self.seeds)
 
 
-def cells(records: Iterable[dict[str, Any]]) -> list[Cell]:
+def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
     """Seed-level scores grouped by :func:`cell_key`, each record :func:`identity` counted once (the first), in
-    :func:`_order`. Records must be valid (:mod:`dcrobench.validation`); only fields every schema version has
-    are read."""
+    :func:`_order`. Records must be valid (:mod:`dcrobench.validation`; a valid JSON record is taken as a
+    :class:`Record`); only fields every schema version has are read."""
     out: dict[tuple, Cell] = {}
-    seen: set[tuple] = set()
+    seen: set[CellKey] = set()
     for r in records:
-        if identity(r) in seen:
+        r = r if isinstance(r, Record) else Record.from_json(r)
+        if r.key in seen:
             continue
-        seen.add(identity(r))
+        seen.add(r.key)
         key = cell_key(r)
         cell = out.get(key)
         if cell is None:
-            cell = out[key] = Cell(*key, kind=r["method"].get("kind", ""), eps=r["eps"])
-        cell.seeds.append(r["seed"])
-        cell.standard.append(r["scores"]["standard"])
-        cell.robust.append(r["scores"]["robust"])
+            cell = out[key] = Cell(*key, kind=r.method.kind, eps=r.eps)
+        cell.seeds.append(r.seed)
+        cell.standard.append(r.scores.standard)
+        cell.robust.append(r.scores.robust)
     return sorted(out.values(), key=_order)
 
 

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import base64
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .results import decode_point_flags, encode_point_flags
 
 NORMS = ("linf", "l2")
 
@@ -166,6 +165,8 @@ def configure_attacks(names: tuple[str, ...], blocks: dict[str, Any], lookup: Ca
     """Expand sets, apply the protocol's ``attacks:`` blocks and validate, in run order."""
     from .errors import ProtocolError
 
+    if not names:
+        raise ProtocolError("evaluation.attacks: name at least one attack or attack set")
     chosen: list[ConfiguredAttack] = []
     for name in names:
         item = lookup(name)
@@ -210,13 +211,12 @@ class EvalCheckpoint:
 
 
 def encode_flags(flags: torch.Tensor) -> str:
-    """Per-point booleans, packed 8 to a byte, as base64 (500 points: 84 characters)."""
-    return base64.b64encode(np.packbits(flags.cpu().numpy().astype(np.uint8)).tobytes()).decode()
+    """Per-point booleans in the records' ``packbits-base64`` (500 points: 84 characters)."""
+    return encode_point_flags(flags.cpu().numpy())
 
 
 def decode_flags(text: str, n: int) -> torch.Tensor:
-    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n]
-    return torch.from_numpy(bits.astype(bool))
+    return torch.from_numpy(decode_point_flags(text, n))
 
 
 @torch.no_grad()

@@ -27,7 +27,8 @@ class _EchoHandler(logging.Handler):
     """Library warnings as ``warning: ...`` lines on the current stderr (looked up per message)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        click.echo(f"{prefix}{record.getMessage()}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,15 +83,24 @@ def list_cmd(kind: str | None) -> None:
             click.echo(f"  {failure}")
 
 
-def _common_setup(threads: int | None, device: str | None, progress: bool | None = None):
-    import os
+def _common_setup(threads: int | str | None, device: str | None) -> None:
+    """Refuse a bad --threads or --device before any work (the API applies them)."""
+    from .device import resolve_device, resolve_threads
 
-    from .device import resolve_device, set_threads
+    resolve_threads(threads, resolve_device(device))
 
-    if progress is not None:  # reaches every tqdm bar, plugins' included
-        os.environ["TQDM_DISABLE"] = "" if progress else "1"
-    set_threads(threads)
-    return resolve_device(device)
+
+THREADS_HELP = ("torch CPU threads: a number, 'torch' (its default) or 'auto' (the cores not already busy; 1 on a 2-core machine, "
+                "see benchmarks/perf/threads.md)")
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """Stage lines (INFO) and warnings of the ``dcrobench`` logger on stderr; ``--quiet`` keeps warnings only."""
+    logger = logging.getLogger("dcrobench")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    for h in logger.handlers:
+        if isinstance(h, _EchoHandler):
+            h.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 @main.command()
@@ -103,79 +113,79 @@ def _common_setup(threads: int | None, device: str | None, progress: bool | None
 @click.option("--protocol", "-p", default="quick", show_default=True, help="protocol name or YAML file")
 @click.option("--norm", "norms", multiple=True, type=click.Choice(["linf", "l2"]), help="threat model(s); default linf")
 @click.option("--seeds", type=int, help="number of seeds (default: the protocol's)")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="where torchvision datasets live")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
-@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="folder of the JSON records")
+@click.option("--save-models", type=click.Path(file_okay=False, path_type=Path),
+              help="also export every trained model here (safetensors + JSON spec; dcrobench.load_model reads them)")
 @click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+@click.option("--threads", default="auto", show_default=True, help=THREADS_HELP)
 @click.option("--progress/--no-progress", default=None, help="progress bars (default: when attached to a terminal)")
+@click.option("--quiet", "-q", is_flag=True, help="no per-stage lines, only warnings, errors and the result table")
 def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds, data_root, download, results_dir,
-        device, threads, progress) -> None:
-    """Compress, train (standard and adversarial), attack and record one cell per norm and seed."""
+        save_models, device, threads, progress, quiet) -> None:
+    """Compress, train (standard and adversarial), attack and record one cell per norm and seed.
+
+    One line per stage goes to stderr (what, which cell, computed or loaded from the stage cache, seconds).
+    """
     from tabulate import tabulate
 
+    from . import api
     from .protocol import load_protocol
     from .registry import registries
-    from .runner import RunRequest
-    from .runner import run as run_cells
 
+    _log_to_stderr(quiet)
     try:
-        dev = _common_setup(threads, device, progress)
+        _common_setup(threads, device)
         proto = load_protocol(protocol)
-        regs = registries()
-        _warn_failures(regs)
-        req = RunRequest(dataset=dataset, protocol=proto, method=method, compressed_file=compressed_file, budget=budget,
-                         model=model, norms=tuple(norms) or ("linf",), seeds=tuple(proto.seed_list(seeds)),
-                         data_root=data_root, download=download, results_dir=results_dir, device=dev, progress=progress)
-        click.echo(f"protocol {proto.name} v{proto.version} ({proto.hash}) on {dev}", err=True)
-        records = run_cells(req, regs, log=lambda m: click.echo(m, err=True))
+        _warn_failures(registries())
+        if not quiet:  # records carry the per-method hash: other methods' parameters are left out of it
+            which = f"hash for {method}: {proto.hash_for(method)}, " if method else ""
+            click.echo(f"protocol {proto.name} v{proto.version} ({which}file hash {proto.hash})", err=True)
+        records = api.run(method, dataset, budget=budget, model=model, protocol=proto, norms=norms, seeds=seeds,
+                          compressed=compressed_file, results=results_dir, device=device, threads=threads,
+                          data_root=data_root, download=download, save_models=save_models, progress=progress)
     except DcrobenchError as exc:
         _fail(exc)
-    rows = [[r["method"]["name"], r["dataset"], r["budget"]["ipc"] or "full", r["model"], r["norm"], r["seed"],
-             f"{100 * r['standard']['clean_acc']:.2f}", f"{100 * r['standard']['robust_acc']:.2f}",
-             f"{100 * r['adversarial']['clean_acc']:.2f}", f"{100 * r['adversarial']['robust_acc']:.2f}",
-             f"{r['cost']['compress_s']:.1f}", f"{r['cost']['train_s']:.1f}", f"{r['cost']['eval_s']:.1f}"]
-            for r in sorted(records, key=lambda r: (r["norm"], r["seed"]))]
+    rows = [[r.method.name, r.dataset, r.budget.ipc or "full", r.model, r.norm, r.seed,
+             f"{100 * r.standard.clean_acc:.2f}", f"{100 * r.standard.robust_acc:.2f}",
+             f"{100 * r.adversarial.clean_acc:.2f}", f"{100 * r.adversarial.robust_acc:.2f}",
+             f"{r.cost['compress_s']:.1f}", f"{r.cost['train_s']:.1f}", f"{r.cost['eval_s']:.1f}"]
+            for r in sorted(records, key=lambda r: (r.norm, r.seed))]
     click.echo(tabulate(rows, headers=["method", "dataset", "ipc", "model", "norm", "seed", "std clean %",
                                        "std robust %", "adv clean %", "ROBUST SCORE %", "compress s", "train s", "eval s"],
                         tablefmt="github"))
 
 
 @main.command()
-@click.option("--method", "-m", required=True)
-@click.option("--dataset", "-d", required=True)
-@click.option("--budget", "-b", type=int)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--protocol", "-p", default="quick", show_default=True, help="supplies method parameters")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--download/--no-download", default=False)
-@click.option("--device")
-@click.option("--threads", type=int)
+@click.option("--method", "-m", required=True, help="compression method (see `dcrobench list methods`)")
+@click.option("--dataset", "-d", required=True, help="dataset (see `dcrobench list datasets`)")
+@click.option("--budget", "-b", type=int, help="images per class (default: the protocol's)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of seed-dependent methods")
+@click.option("--protocol", "-p", default="quick", show_default=True, help="supplies the method's parameters")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="file to write (never overwritten)")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="where torchvision datasets live")
+@click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
+@click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+@click.option("--threads", default="auto", show_default=True, help=THREADS_HELP)
 def compress(method, dataset, budget, seed, protocol, out, data_root, download, device, threads) -> None:
-    """Write a compressed training set to a file (tensors + JSON metadata, no pickle)."""
-    from .datasets import load_dataset
-    from .protocol import load_protocol
+    """Write a compressed training set to a file: tensors and JSON metadata in a torch zip file, read back
+    with ``torch.load(weights_only=True)`` (no pickled objects are accepted)."""
+    from . import api
     from .registry import registries
-    from .runner import RunRequest, compress as compress_set, resolve
-
-    from .fileio import ensure_writable_dir
 
     try:
-        if out.exists():
-            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
-        ensure_writable_dir(out.parent, "output folder")
-        dev = _common_setup(threads, device)
-        proto = load_protocol(protocol)
-        regs = registries()
-        _warn_failures(regs)
-        res = resolve(RunRequest(dataset=dataset, protocol=proto, method=method, budget=budget, device=dev), regs)
-        train_set, _ = load_dataset(res.dataset, data_root, download)
-        comp = compress_set(res, train_set, seed, dev)
-        comp.save(out)
+        _common_setup(threads, device)
+        _warn_failures(registries())
+        comp = api.compress(method, dataset, budget=budget, seed=seed, protocol=protocol, out=out, device=device,
+                            threads=threads, data_root=data_root, download=download)
+        counts = comp.per_class_counts(int(comp.labels.max()) + 1)
     except DcrobenchError as exc:
         _fail(exc)
-    click.echo(f"wrote {len(comp)} images ({comp.per_class_counts(res.dataset.num_classes)} per class) to {out}")
+    click.echo(f"wrote {len(comp)} images ({counts} per class) to {out}")
 
 
 @main.command()
@@ -184,18 +194,23 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="parallel tasks (processes or Ray tasks)")
 @click.option("--ray-address", help="connect to a running Ray cluster (default: start a local one)")
-@click.option("--device")
-@click.option("--threads", type=int, help="torch CPU threads per task")
+@click.option("--device", help="cpu, cuda, cuda:1, ... for every task (default: cuda when available)")
+@click.option("--threads", default="auto", show_default=True, help=THREADS_HELP + ", per task")
 @click.option("--progress/--no-progress", default=None)
 def sweep(grid_file, results_dir, executor, workers, ray_address, device, threads, progress) -> None:
     """Run every cell of a grid file; re-running resumes (finished records and stages are kept).
 
     A failing task is reported and the sweep goes on; it then exits 1, one `error:` line per failure.
     """
-    from .sweep import SweepInterrupted, load_grid, run_sweep
+    from .grid import load_grid
+    from .scheduler import run_sweep
+    from .workers import SweepInterrupted
+
+    from .device import resolve_threads
 
     try:
-        _common_setup(threads, device, progress)
+        _common_setup(threads, device)
+        threads = resolve_threads(threads, device)
         grid = load_grid(grid_file)
         summary = run_sweep(grid, results_dir, executor=executor, workers=workers, device=device, threads=threads,
                             progress=progress, log=lambda m: click.echo(m, err=True), ray_address=ray_address)
@@ -220,7 +235,7 @@ def status(grid_file, results_dir, missing) -> None:
     """What a grid has done and what is missing."""
     from tabulate import tabulate
 
-    from .sweep import grid_status, load_grid
+    from .grid import grid_status, load_grid
 
     try:
         rows = grid_status(load_grid(grid_file), results_dir)

@@ -22,12 +22,41 @@ def resolve_device(name: str | None = None) -> torch.device:
     return device
 
 
-def set_threads(n: int | None) -> None:
-    """Pin torch's intra-op thread count (oversubscribed cores slow small models by 100x)."""
-    if n is None:
-        return
+def set_threads(n: int | str | None, device: torch.device | str | None = None) -> int | None:
+    """Pin torch's intra-op thread count (oversubscribed cores slow small models by 100x); returns it.
+
+    ``n``: a count, ``"auto"`` (:func:`auto_threads`) or ``None`` (leave torch's choice).
+    """
+    n = resolve_threads(n, device)
+    if n is not None:
+        torch.set_num_threads(n)
+    return n
+
+
+def resolve_threads(n: int | str | None, device: torch.device | str | None = None) -> int | None:
+    """A thread request as a count (``None`` stays None: torch's choice); refuses counts below 1."""
+    if isinstance(n, str):
+        if n.strip().lower() == "auto":
+            return auto_threads(device)
+        if n.strip().lower() == "torch":  # leave torch's own default
+            return None
+        try:
+            n = int(n)
+        except ValueError:
+            raise DcrobenchError(f"--threads must be a number, 'auto' or 'torch', got {n!r}") from None
     check_threads(n)
-    torch.set_num_threads(n)
+    return n
+
+
+def auto_threads(device: torch.device | str | None = None) -> int:
+    """The default thread count, chosen from benchmarks/perf/threads.md: the cores this process may use
+    that are not already busy (1-minute load average), at least 1 — on a shared 2-core machine that is 1
+    thread, torch's default there (2) ran the quick protocol several times slower with one core taken."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)) if cores > 2 else 1)
 
 
 def check_threads(n: int | None) -> None:

@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, fmt, mean_std, method_labels, method_order
 from .plots import PNG_MAGIC, budget_curves, scatter
-from .results import safe_name
+from .results import Record, safe_name
 
 KIND_TITLES = {"baseline": "Baseline", "selection": "Coreset", "condensation": "Condensation"}
 INDEX_FILE = "README.md"
@@ -25,7 +25,7 @@ PLOTS_DIR = "plots"
 
 
 # --- render: one table per (protocol version, dataset, norm) -----------------------------------------------------
-def render_markdown(records: Iterable[dict[str, Any]]) -> str:
+def render_markdown(records: Iterable[Record]) -> str:
     all_cells = cells(records)
     if not all_cells:
         return "# dcrobench leaderboard\n\nNo results yet.\n"
@@ -174,7 +174,7 @@ def changelog_lines(by_version: dict[tuple[str, int], list[Cell]]) -> list[str]:
     return lines
 
 
-def publish_markdown(records: Iterable[dict[str, Any]], command: str) -> str:
+def publish_markdown(records: Iterable[Record], command: str) -> str:
     by_version: dict[tuple[str, int], list[Cell]] = {}
     for c in cells(records):
         by_version.setdefault((c.protocol, c.version), []).append(c)
@@ -209,7 +209,7 @@ def publish_command(results_dir: Path, out_dir: Path) -> str:
     return f"dcrobench leaderboard publish --results {shlex.quote(rel)} --out ."
 
 
-def publish(records: list[dict[str, Any]], out_dir: Path, command: str, plots: bool = True) -> list[str]:
+def publish(records: list[Record], out_dir: Path, command: str, plots: bool = True) -> list[str]:
     """Write the index markdown and the PNG plots of valid, distinct records; returns the files written."""
     from .fileio import atomic_write_text
 
@@ -225,7 +225,7 @@ def publish(records: list[dict[str, Any]], out_dir: Path, command: str, plots: b
     return [str(out / INDEX_FILE), *written]
 
 
-def check_published(records: list[dict[str, Any]], results_dir: Path, out_dir: Path) -> list[str]:
+def check_published(records: list[Record], results_dir: Path, out_dir: Path) -> list[str]:
     """What is missing or stale in a published folder, one line each: the index and every plot publish writes."""
     out = Path(out_dir)
     hint = f"run `dcrobench leaderboard publish --results {results_dir} --out {out_dir}`"

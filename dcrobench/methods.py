@@ -138,6 +138,8 @@ class CompressionMethod:
     #: ``True`` when the result depends on the seed (random, proxy-model based, condensation).
     uses_seed: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {}
+    #: progress bars inside ``compress``: True, False, or None (only on a terminal); set by ``run``
+    progress: bool | None = None
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.default_params)
@@ -155,8 +157,13 @@ class CompressionMethod:
         """Method-specific checks that need the attack radius (e.g. MCS's ZIP); stored in the record."""
         return {}
 
-    def run(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
-        """Validate the request, call ``compress``, check the result and fill common metadata."""
+    def run(self, data: ImageSet, budget: int, seed: int, device: torch.device,
+            progress: bool | None = None) -> CompressedSet:
+        """Validate the request, call ``compress``, check the result and fill common metadata.
+
+        ``progress`` is what ``compress`` reads as ``self.progress`` (draw with ``dcrobench.progress.bar``).
+        """
+        self.progress = progress
         if self.uses_budget:
             check_budget(data, budget, self.budget_limited_by_class, self.name)
         start = time.perf_counter()

@@ -26,14 +26,19 @@ from .names import unknown_name_message
 PROTOCOL_PACKAGE = "dcrobench_protocols"
 
 
+def at_least(low: float, *, default: Any, exclusive: bool = False, below: float | None = None):
+    """A settings field with its allowed range, checked by :func:`parse_settings` (``below``: excluded upper bound)."""
+    return field(default=default, metadata={"low": low, "exclusive": exclusive, "below": below})
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.01
-    adv_lr: float | None = None  # learning rate of adversarial training; None = lr
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = at_least(1, default=20)
+    batch_size: int = at_least(1, default=128)
+    lr: float = at_least(0, default=0.01, exclusive=True)
+    adv_lr: float | None = at_least(0, default=None, exclusive=True)  # learning rate of adversarial training; None = lr
+    momentum: float = at_least(0, default=0.9, below=1)
+    weight_decay: float = at_least(0, default=5e-4)
     schedule: str = "constant"  # constant | cosine
 
     @property
@@ -43,8 +48,8 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class AdversarialSettings:
-    steps: int = 10
-    step_size: float = 0.25  # fraction of eps
+    steps: int = at_least(1, default=10)
+    step_size: float = at_least(0, default=0.25, exclusive=True)  # fraction of eps
     random_start: bool = True
     weighted_radius: str = "eps"  # eps | eps+eta
 
@@ -53,20 +58,20 @@ class AdversarialSettings:
 class EvalSettings:
     """What robustness is measured with; each attack's own settings are the protocol's ``attacks`` block."""
 
-    attacks: tuple[str, ...] = ("paper", "pgd")  # attack and attack-set names, in run order
+    attacks: tuple[str, ...] = ()  # attack and attack-set names (plugins), in run order; a protocol must name them
     mode: str = "cascade"  # cascade (AutoAttack's: later attacks only on points still robust) | independent
-    test_subset: int = 0  # 0 = full test set
-    batch_size: int = 500
+    test_subset: int = at_least(0, default=0)  # 0 = full test set
+    batch_size: int = at_least(1, default=500)
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    version: int
+    version: int = at_least(1, default=1)
     description: str = ""
     model: str = "resnet18"
     model_params: dict[str, Any] = field(default_factory=dict)
-    budget: int = 50
+    budget: int = at_least(1, default=50)
     seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainSettings = TrainSettings()
     adversarial: AdversarialSettings = AdversarialSettings()
@@ -145,26 +150,17 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-#: (section, field) -> (lowest allowed, whether the bound is excluded); checked after types
-_RANGES: dict[str, dict[str, tuple[float, bool]]] = {
-    "train": {"epochs": (1, False), "batch_size": (1, False), "lr": (0, True), "adv_lr": (0, True),
-              "momentum": (0, False), "weight_decay": (0, False)},
-    "adversarial": {"steps": (1, False), "step_size": (0, True)},
-    "evaluation": {"test_subset": (0, False), "batch_size": (1, False)},
-    "protocol": {"version": (1, False), "budget": (1, False)},
-}
-
-
-def _check_ranges(obj: Any, section: str, where: str) -> None:
-    for name, (low, exclusive) in _RANGES[section].items():
-        value = getattr(obj, name)
-        if value is None:
+def _check_ranges(obj: Any, where: str) -> None:
+    """The ranges the settings class declares with :func:`at_least`."""
+    for f in fields(obj):
+        if "low" not in f.metadata or getattr(obj, f.name) is None:
             continue
+        value, low, exclusive, below = getattr(obj, f.name), f.metadata["low"], f.metadata["exclusive"], f.metadata["below"]
         if value < low or (exclusive and value == low):
             bound = f"greater than {low}" if exclusive else f"at least {low}"
-            raise ProtocolError(f"{where}.{name}: must be {bound}, got {value!r}")
-    if section == "train" and obj.momentum >= 1:
-        raise ProtocolError(f"{where}.momentum: must be below 1, got {obj.momentum!r}")
+            raise ProtocolError(f"{where}.{f.name}: must be {bound}, got {value!r}")
+        if below is not None and value >= below:
+            raise ProtocolError(f"{where}.{f.name}: must be below {below}, got {value!r}")
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -173,6 +169,14 @@ def _mapping(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise ProtocolError(f"{where}: expected a mapping, got {value!r}")
     return value
+
+
+def parse_settings(cls, data: Any, where: str):
+    """A settings dataclass from a protocol block: unknown keys (with near matches), types and declared
+    ranges checked, each error one line naming the key path. Plugins parse their own blocks with it."""
+    obj = _build(cls, data, where)
+    _check_ranges(obj, where)
+    return obj
 
 
 def _build(cls, data: Any, where: str):
@@ -219,14 +223,11 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
             raise ProtocolError(f"protocol {source}: missing required key '{required}'")
     data = dict(raw)
     nested = {
-        "train": _build(TrainSettings, data.pop("train", None), "train"),
-        "adversarial": _build(AdversarialSettings, data.pop("adversarial", None), "adversarial"),
-        "evaluation": _build(EvalSettings, data.pop("evaluation", None), "evaluation"),
+        "train": parse_settings(TrainSettings, data.pop("train", None), "train"),
+        "adversarial": parse_settings(AdversarialSettings, data.pop("adversarial", None), "adversarial"),
+        "evaluation": parse_settings(EvalSettings, data.pop("evaluation", None), "evaluation"),
     }
-    proto = _build(Protocol, data, "protocol")
-    _check_ranges(proto, "protocol", "protocol")
-    for section in ("train", "adversarial", "evaluation"):
-        _check_ranges(nested[section], section, section)
+    proto = parse_settings(Protocol, data, "protocol")
     if not proto.seeds:
         raise ProtocolError("protocol.seeds: give at least one seed")
     if len(set(proto.seeds)) != len(proto.seeds):
@@ -241,8 +242,6 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     overrides = _mapping(proto.train_overrides, "train_overrides")
     for name, over in overrides.items():
         _mapping(over, f"train_overrides.{name}")
-    if not nested["evaluation"].attacks:
-        raise ProtocolError("evaluation.attacks: name at least one attack or attack set")
     if nested["evaluation"].mode not in EVAL_MODES:
         raise ProtocolError(f"evaluation.mode must be one of {', '.join(EVAL_MODES)}, got {nested['evaluation'].mode!r}")
     attack_blocks = _mapping(proto.attacks, "attacks")
@@ -257,8 +256,7 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
         bad = set(over or {}) - train_fields
         if bad:
             raise ProtocolError(f"train_overrides.{method}: unknown keys {sorted(bad)} (train keys: {sorted(train_fields)})")
-        merged = _build(TrainSettings, {**dataclasses.asdict(nested["train"]), **(over or {})}, f"train_overrides.{method}")
-        _check_ranges(merged, "train", f"train_overrides.{method}")
+        parse_settings(TrainSettings, {**dataclasses.asdict(nested["train"]), **(over or {})}, f"train_overrides.{method}")
     return dataclasses.replace(
         proto, **nested, epsilon_linf=eps, seeds=tuple(int(s) for s in proto.seeds),
         model_params=dict(_mapping(proto.model_params, "model_params")), proxy=dict(_mapping(proto.proxy, "proxy")),

@@ -7,11 +7,14 @@ protocol hash is never overwritten.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import DcrobenchError
 from .fileio import atomic_write_json
@@ -32,8 +35,10 @@ class CellKey:
     seed: int
 
     @classmethod
-    def of_record(cls, record: dict[str, Any]) -> CellKey:
+    def of_record(cls, record: Record | dict[str, Any]) -> CellKey:
         """The cell a record measures: the one definition every writer, reader and check uses."""
+        if isinstance(record, Record):
+            return record.key
         p = record["protocol"]
         return cls(p["name"], p["version"], p["hash"], record["method"]["name"], record["dataset"],
                    record["budget"]["ipc"], record["model"], record["norm"], record["seed"])
@@ -42,6 +47,161 @@ class CellKey:
         b = "full" if self.budget is None else f"b{self.budget}"
         name = f"{safe_name(self.method)}_{self.dataset}_{b}_{self.model}_{self.norm}_s{self.seed}_{self.protocol_hash}.json"
         return Path(f"{safe_name(self.protocol)}-v{self.protocol_version}") / self.dataset / safe_name(self.method) / name
+
+
+class _JsonObject:
+    """A record part as a frozen dataclass: optional fields None when the JSON object lacks them (older
+    schema versions), keys it does not know kept in ``extra``, so ``from_json(d).to_json() == d``."""
+
+    extra: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]):
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: _typed(cls, k, d[k]) for k in names if k in d},
+                   extra={k: v for k, v in d.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            optional = f.default is None  # required fields are written even when null (a budget of None)
+            if f.name != "extra" and not (optional and value is None):
+                out[f.name] = value.to_json() if isinstance(value, _JsonObject) else value
+        return {**out, **self.extra}
+
+
+def _typed(cls: type, name: str, value: Any) -> Any:
+    part = _PARTS.get((cls.__name__, name))
+    return part.from_json(value) if part is not None and isinstance(value, dict) else value
+
+
+@dataclass(frozen=True)
+class ProtocolRef(_JsonObject):
+    name: str
+    version: int
+    hash: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodRef(_JsonObject):
+    name: str
+    version: str
+    kind: str
+    params: dict[str, Any]
+    #: the distribution whose plugin provided it ({distribution, version, plugin}; a string in schema 1)
+    source: dict[str, str] | str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Budget(_JsonObject):
+    ipc: int | None  # images per class; None = no budget (the full set)
+    per_class_counts: list[int]
+    total: int
+    weighted: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scores(_JsonObject):
+    standard: float  # clean accuracy of the standard-trained model
+    robust: float  # worst-case accuracy of the adversarially trained model
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation(_JsonObject):
+    """One model under attack on the test points: accuracies, and per point whether it survived."""
+
+    clean_acc: float
+    robust_acc: float
+    attacks: dict[str, float]  # accuracy after each attack (cascade: after it and every earlier one)
+    n: int | None = None
+    mode: str | None = None
+    autoattack_acc: float | None = None
+    flags: dict[str, str] | None = None  # schema 2: packed per-point flags, see :meth:`point_flags`
+    test_fingerprint: str | None = None  # the test points the flags refer to, in order
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def point_flags(self, which: str = "robust") -> np.ndarray | None:
+        """Per test point: ``clean`` correct, survived one attack, or ``robust`` (correct and survived every
+        attack: the pointwise worst case); None for records without flags (schema 1)."""
+        if not self.flags or self.n is None:
+            return None
+        if which == "robust":
+            names = [k for k in self.flags if k != "encoding"]
+            return np.logical_and.reduce([self.point_flags(k) for k in names])
+        return decode_point_flags(self.flags[which], self.n)
+
+
+@dataclass(frozen=True)
+class Record(_JsonObject):
+    """One measurement: a method's compressed set, the two models trained on it, and their scores.
+
+    Built from a validated JSON record (:func:`dcrobench.validation.record_errors`) with ``from_json``;
+    ``to_json`` gives the same JSON back. ``path`` is the file it was read from (not part of the JSON).
+    """
+
+    schema_version: int
+    dcrobench_version: str
+    protocol: ProtocolRef
+    method: MethodRef
+    dataset: str
+    budget: Budget
+    model: str
+    norm: str
+    eps: float
+    seed: int
+    scores: Scores
+    standard: Evaluation  # the standard-trained model
+    adversarial: Evaluation  # the adversarially trained model
+    adversarial_training: dict[str, Any]
+    cost: dict[str, Any]
+    env: dict[str, Any]
+    created_at: str
+    compressed_set: dict[str, Any] | None = None  # schema 2: content hash of the training tensors
+    compression: dict[str, Any] | None = None  # what the method reports about its set
+    diagnostics: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], path: str | None = None) -> Record:
+        d = {k: v for k, v in d.items() if k != "_path"}
+        return _replace_path(super().from_json(d), path)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out.pop("path", None)
+        return out
+
+    @property
+    def key(self) -> CellKey:
+        p = self.protocol
+        return CellKey(p.name, p.version, p.hash, self.method.name, self.dataset, self.budget.ipc, self.model,
+                       self.norm, self.seed)
+
+
+def _replace_path(record: Record, path: str | None) -> Record:
+    object.__setattr__(record, "path", path)
+    return record
+
+
+_PARTS: dict[tuple[str, str], type[_JsonObject]] = {
+    ("Record", "protocol"): ProtocolRef, ("Record", "method"): MethodRef, ("Record", "budget"): Budget,
+    ("Record", "scores"): Scores, ("Record", "standard"): Evaluation, ("Record", "adversarial"): Evaluation,
+}
+
+
+def encode_point_flags(flags: np.ndarray) -> str:
+    """Booleans packed 8 to a byte (numpy's bit order), base64: the records' ``packbits-base64``."""
+    return base64.b64encode(np.packbits(np.asarray(flags, dtype=bool)).tobytes()).decode("ascii")
+
+
+def decode_point_flags(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
 
 
 def safe_name(text: str) -> str:
@@ -53,11 +213,12 @@ def record_path(results_dir: Path, key: CellKey) -> Path:
     return Path(results_dir) / key.relpath()
 
 
-def write_record(results_dir: Path, key: CellKey, record: dict[str, Any]) -> Path:
-    path = record_path(results_dir, key)
+def write_record(results_dir: Path, record: Record) -> Path:
+    """Write a new record under the name of its cell; an existing file is never replaced."""
+    path = record_path(results_dir, record.key)
     if path.exists():
         raise DcrobenchError(f"refusing to overwrite existing record {path}")
-    atomic_write_json(path, record)
+    atomic_write_json(path, record.to_json())
     return path
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import platform
 import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,13 @@ from .imageset import ImageSet
 from .methods import CompressedSet, CompressionMethod, json_safe, validate_compressed
 from .protocol import Protocol
 from .registry import Registries
-from .results import SCHEMA_VERSION, CellKey, record_path, write_record
+from .results import SCHEMA_VERSION, Budget, CellKey, Evaluation, MethodRef, ProtocolRef, Record, Scores, read_record, \
+    record_path, safe_name, write_record
 from .stages import STAGES_DIRNAME, StageStore
 from .train import AdversarialTarget, train
 from .validation import record_errors
+
+logger = logging.getLogger("dcrobench")
 
 #: metadata a saved set must carry to be scored: what made it, and from which training set
 FILE_META_REQUIRED = ("method", "dataset", "data_fingerprint")
@@ -47,10 +52,11 @@ class RunRequest:
     results_dir: Path = Path("results")
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool | None = None
+    save_models: Path | None = None  # export every trained model here (dcrobench.export)
 
 
 @dataclass
-class Resolved:
+class RunSetup:
     """Names looked up and validated before any data is loaded (typos fail fast)."""
 
     dataset: DatasetSpec
@@ -65,7 +71,7 @@ class Resolved:
     source: dict[str, str] = field(default_factory=dict)
 
 
-def resolve(req: RunRequest, regs: Registries) -> Resolved:
+def resolve(req: RunRequest, regs: Registries) -> RunSetup:
     if (req.method is None) == (req.compressed_file is None):
         raise DcrobenchError("give exactly one of --method or --compressed")
     dataset = regs.datasets.get(req.dataset)
@@ -76,10 +82,10 @@ def resolve(req: RunRequest, regs: Registries) -> Resolved:
         cls = regs.methods.get(req.method)
         method = cls(**req.protocol.method_params(req.method, cls.default_params))
         budget = req.budget if req.budget is not None else req.protocol.budget
-        return Resolved(dataset, model_name, model_spec.build, attacks, req.method, method, None,
+        return RunSetup(dataset, model_name, model_spec.build, attacks, req.method, method, None,
                         budget if cls.uses_budget else None, source=_origin(regs, req.method))
     compressed, name, budget = load_compressed_file(Path(req.compressed_file), dataset)
-    return Resolved(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
+    return RunSetup(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
                     source=_file_source(compressed.meta))
 
 
@@ -124,13 +130,14 @@ def load_compressed_file(path: Path, dataset: DatasetSpec) -> tuple[CompressedSe
     return comp, f"{meta['method']} (file {comp.content_hash()[:8]})", budget
 
 
-def build_model(res: Resolved, protocol: Protocol, seed: int) -> torch.nn.Module:
+def build_model(res: RunSetup, protocol: Protocol, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     ds = res.dataset
     return res.build_model(ds.channels, ds.size, ds.num_classes, ds.mean, ds.std, **protocol.model_params)
 
 
-def compress(res: Resolved, train_set: ImageSet, seed: int, device: torch.device) -> CompressedSet:
+def compress(res: RunSetup, train_set: ImageSet, seed: int, device: torch.device,
+             progress: bool | None = None) -> CompressedSet:
     if res.compressed is not None:
         fp = res.compressed.meta.get("data_fingerprint")
         if fp != train_set.fingerprint():
@@ -138,7 +145,7 @@ def compress(res: Resolved, train_set: ImageSet, seed: int, device: torch.device
                               f"(fingerprint {fp} vs {train_set.fingerprint()})")
         return res.compressed
     assert res.method is not None
-    out = res.method.run(train_set, res.budget or 0, seed, device)
+    out = res.method.run(train_set, res.budget or 0, seed, device, progress=progress)
     out.meta.setdefault("dataset", train_set.name)
     out.meta.setdefault("data_fingerprint", train_set.fingerprint())
     out.meta.setdefault("budget", res.budget)
@@ -177,12 +184,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def cell_key(req: RunRequest, res: Resolved, norm: str, seed: int) -> CellKey:
+def cell_key(req: RunRequest, res: RunSetup, norm: str, seed: int) -> CellKey:
     p = req.protocol
     return CellKey(p.name, p.version, p.hash_for(res.method_name), res.method_name, res.dataset.name, res.budget, res.model_name, norm, seed)
 
 
-def compress_key(res: Resolved, train_set: ImageSet, seed: int) -> str:
+def compress_key(res: RunSetup, train_set: ImageSet, seed: int) -> str:
     if res.compressed is not None:  # a saved set is what its tensors are, whatever its metadata says
         return StageStore.key("compress", "file", res.compressed.content_hash(), train_set.fingerprint())
     m = res.method
@@ -195,27 +202,30 @@ def check_writable(req: RunRequest) -> None:
     """Refuse unwritable output folders before any stage is computed."""
     ensure_writable_dir(req.results_dir, "results folder")
     ensure_writable_dir(cache_root(), "cache folder (DCROBENCH_CACHE)")
+    if req.save_models is not None:
+        ensure_writable_dir(req.save_models, "model folder (--save-models)")
 
 
-def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
-        store: StageStore | None = None) -> list[dict[str, Any]]:
+def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = None,
+        store: StageStore | None = None) -> list[Record]:
     """Run every missing (norm, seed) cell; returns all records of the request, old and new.
 
     Each stage (compress, train standard, train adversarial, attack) comes from ``store`` when it
-    was computed before, so an interrupted run resumes where it stopped.
+    was computed before, so an interrupted run resumes where it stopped. ``log`` gets one line per
+    stage (default: the ``dcrobench`` logger at INFO). With ``req.save_models`` the trained models of
+    every cell, recorded before or not, are exported there (:mod:`dcrobench.export`).
     """
-    import json
-
+    log = log or logger.info
     res = resolve(req, regs)
     p = req.protocol
-    store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME, warn=log)
-    records: list[dict[str, Any]] = []
+    store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME, warn=logger.warning)
+    records: list[Record] = []
     todo: list[int] = []
     for seed in req.seeds:
         existing = [record_path(req.results_dir, cell_key(req, res, n, seed)) for n in req.norms]
-        if all(path.exists() for path in existing):
-            records += [json.loads(path.read_text()) for path in existing]
-            log(f"seed {seed}: already recorded, skipped")
+        if all(path.exists() for path in existing) and req.save_models is None:
+            records += [_read_own_record(path) for path in existing]
+            log(f"{res.method_name} seed {seed}: already recorded, skipped")
         else:
             todo.append(seed)
     if not todo:
@@ -228,78 +238,100 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] = print,
     model_id = (res.model_name, json_safe(p.model_params))
     attack_key = [a.key() for a in res.attacks]
     ev = p.evaluation
+    budget = "full" if res.budget is None else f"b{res.budget}"
+    started = time.perf_counter()
 
-    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[dict, StageCost]:
+    def stage_line(seed: int, what: str, cost: StageCost) -> None:
+        how = "loaded from the stage cache" if cost.cached else "computed"
+        log(f"{res.method_name} {res.dataset.name} {budget} {res.model_name} s{seed} · {what}: {how} "
+            f"({cost.seconds:.1f} s; {time.perf_counter() - started:.0f} s elapsed)")
+
+    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[Evaluation, StageCost]:
         key = StageStore.key("attack", stage.key, norm, eps, attack_key, ev.mode, ev.batch_size,
                              test_eval.fingerprint(), seed)
         result, cost = store.evaluation(key, stage.model, lambda model, checkpoint: evaluate_robustness(
             model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks, mode=ev.mode,
             batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress))
-        return {**result, "test_fingerprint": test_eval.fingerprint()}, cost  # the points the flags refer to
+        stage_line(seed, f"attack {stage.kind} model {norm} ({test_eval.images.shape[0]} test points)", cost)
+        # test_fingerprint: the points the flags refer to
+        return Evaluation.from_json({**result, "test_fingerprint": test_eval.fingerprint()}), cost
 
     for seed in todo:
         ckey = compress_key(res, train_set, seed)
         cache_compressed = res.method is not None and res.method.cache_stage
-        comp, comp_cost = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device),
+        comp, comp_cost = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device, req.progress),
                                            store=cache_compressed)
         if res.compressed is not None:  # a saved set: made elsewhere, its cost is the one it records
             comp_cost = StageCost(comp_cost.seconds, cached=True)
+        stage_line(seed, f"compress ({len(comp)} images)", comp_cost)
 
-        std = ModelStage(store, StageStore.key("standard", ckey, model_id, json_safe(settings), seed),
+        std = ModelStage(store, StageStore.key("standard", ckey, model_id, json_safe(settings), seed), "standard",
                          lambda: build_model(res, p, seed).to(req.device),
                          lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
-                                         device=req.device, progress=req.progress, desc=f"standard s{seed}"))
+                                         device=req.device, progress=req.progress, desc=f"standard s{seed}"),
+                         on_ready=lambda cost: stage_line(seed, "train standard", cost))
+        if req.save_models is not None:
+            export_model(req, res, comp, std, seed, norm=None, eps=None, adv_info=None)
 
         for norm in req.norms:
             key = cell_key(req, res, norm, seed)
-            if record_path(req.results_dir, key).exists():
+            path = record_path(req.results_dir, key)
+            if path.exists() and req.save_models is None:
+                records.append(_read_own_record(path))
                 continue
             eps = p.eps(res.dataset.name, norm, res.dataset.input_dim)
-            std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
-
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
             eta = comp.extra_radius.tolist() if adv_info["radius"] == "eps+eta" else None
             adv = ModelStage(store, StageStore.key("adversarial", ckey, model_id, json_safe(settings),
                                                    json_safe(p.adversarial), norm, eps, adv_info["radius"], eta, seed),
-                             lambda: build_model(res, p, seed).to(req.device),
+                             "adversarial", lambda: build_model(res, p, seed).to(req.device),
                              lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
                                              adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed,
-                                             device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}"))
+                                             device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}"),
+                             on_ready=lambda cost: stage_line(seed, f"train adversarial {norm}", cost))
+            if req.save_models is not None:
+                export_model(req, res, comp, adv, seed, norm=norm, eps=eps, adv_info=adv_info)
+            if path.exists():
+                records.append(_read_own_record(path))
+                continue
+            std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
             adv_eval, adv_eval_cost = evaluate(adv, norm, eps, seed)
 
-            diagnostics = res.method.diagnostics(comp, eps=eps, norm=norm) if res.method is not None else {}
             std_cost, adv_cost = std.cost(), adv.cost()
-            cost = {
-                "compress_s": comp_cost.seconds, "proxy_s": float(comp.meta.get("proxy_s", 0.0)),
-                "train_s": std_cost.seconds + adv_cost.seconds,
-                "eval_s": std_eval_cost.seconds + adv_eval_cost.seconds,
-                "peak_mem_mb": peak_memory_mb(req.device),
-                "cached": {"compress": comp_cost.cached, "standard": std_cost.cached,
-                           "adversarial": adv_cost.cached, "attack": std_eval_cost.cached and adv_eval_cost.cached},
-            }
-            record = make_record(req, res, comp, key, eps, std_eval, adv_eval, adv_info, diagnostics, cost)
-            problems = record_errors(record)
+            measured = Measurement(
+                eps=eps, standard=std_eval, adversarial=adv_eval, adversarial_training=adv_info,
+                diagnostics=res.method.diagnostics(comp, eps=eps, norm=norm) if res.method is not None else {},
+                cost={"compress_s": comp_cost.seconds, "proxy_s": float(comp.meta.get("proxy_s", 0.0)),
+                      "train_s": std_cost.seconds + adv_cost.seconds,
+                      "eval_s": std_eval_cost.seconds + adv_eval_cost.seconds,
+                      "peak_mem_mb": peak_memory_mb(req.device),
+                      "cached": {"compress": comp_cost.cached, "standard": std_cost.cached,
+                                 "adversarial": adv_cost.cached,
+                                 "attack": std_eval_cost.cached and adv_eval_cost.cached}})
+            record = make_record(res, comp, key, measured, req.device)
+            problems = record_errors(record.to_json())
             if problems:  # never publish a record the leaderboard would refuse
                 raise DcrobenchError(f"{key.method} seed {seed} {norm}: the record is invalid: {problems[0]}")
-            path = write_record(req.results_dir, key, record)
+            path = write_record(req.results_dir, record)
             records.append(record)
-            log(f"seed {seed} {norm}: standard score {record['scores']['standard']:.4f}, "
-                f"robust score {record['scores']['robust']:.4f} -> {path}")
+            log(f"seed {seed} {norm}: standard score {record.scores.standard:.4f}, "
+                f"robust score {record.scores.robust:.4f} -> {path}")
     return records
 
 
 class ModelStage:
     """A training stage computed (or loaded) on first use: a model whose attacks are all cached is never built."""
 
-    def __init__(self, store: StageStore, key: str, build: Callable[[], torch.nn.Module],
-                 fit: Callable[[torch.nn.Module], dict]) -> None:
-        self.store, self.key, self._build, self._fit = store, key, build, fit
+    def __init__(self, store: StageStore, key: str, kind: str, build: Callable[[], torch.nn.Module],
+                 fit: Callable[[torch.nn.Module], dict], on_ready: Callable[[StageCost], None] = lambda cost: None) -> None:
+        self.store, self.key, self.kind, self._build, self._fit, self._on_ready = store, key, kind, build, fit, on_ready
         self._model: torch.nn.Module | None = None
         self._cost: StageCost | None = None
 
     def model(self) -> torch.nn.Module:
         if self._model is None:
             self._model, self._cost = self.store.model(self.key, self._build, self._fit)
+            self._on_ready(self._cost)
         return self._model
 
     def cost(self) -> StageCost:
@@ -310,34 +342,67 @@ class ModelStage:
         return self._cost
 
 
-def make_record(req: RunRequest, res: Resolved, comp: CompressedSet, key: CellKey, eps: float,
-                std_eval: dict, adv_eval: dict, adv_info: dict, diagnostics: dict, cost: dict) -> dict[str, Any]:
-    p = req.protocol
+def export_model(req: RunRequest, res: RunSetup, comp: CompressedSet, stage: ModelStage, seed: int, *,
+                 norm: str | None, eps: float | None, adv_info: dict | None) -> Path:
+    """Write one trained model of a cell to ``req.save_models`` (the standard model once per seed)."""
+    from .export import save_model
+
+    p, ds = req.protocol, res.dataset
+    budget = "full" if res.budget is None else f"b{res.budget}"
+    parts = [safe_name(res.method_name), ds.name, budget, res.model_name, *([norm] if norm else []), f"s{seed}",
+             p.hash_for(res.method_name), stage.kind]
+    path = Path(req.save_models) / ("_".join(parts) + ".safetensors")
+    if path.exists() and path.with_suffix(".json").exists():
+        return path
+    spec = {"architecture": res.model_name, "model_params": json_safe(p.model_params),
+            "input_shape": [ds.channels, ds.size, ds.size], "num_classes": ds.num_classes,
+            "normalization": {"mean": list(ds.mean), "std": list(ds.std)},
+            "inputs": "float pixels in [0, 1], NCHW; the model normalises inside",
+            "training": stage.kind, "norm": norm, "eps": eps, "adversarial_training": adv_info, "seed": seed,
+            "method": res.method_name, "dataset": ds.name, "budget": res.budget,
+            "compressed_set": comp.content_hash(),
+            "protocol": {"name": p.name, "version": p.version, "hash": p.hash_for(res.method_name)},
+            "dcrobench_version": __version__, "torch": torch.__version__}
+    save_model(stage.model(), path, spec)
+    return path
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one (norm, seed) cell measured, before it becomes a record."""
+
+    eps: float
+    standard: Evaluation
+    adversarial: Evaluation
+    adversarial_training: dict[str, Any]
+    diagnostics: dict[str, Any]
+    cost: dict[str, Any]
+
+
+def make_record(res: RunSetup, comp: CompressedSet, key: CellKey, measured: Measurement,
+                device: torch.device) -> Record:
     # params and counts have their own fields, time spent is under "cost"
-    meta = json_safe({k: v for k, v in comp.meta.items()
-                      if k not in ("params", "per_class_counts", "compress_s", "proxy_s", "source")})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "dcrobench_version": __version__,
-        "protocol": {"name": p.name, "version": p.version, "hash": key.protocol_hash},
-        "method": {"name": res.method_name, "version": comp.meta.get("method_version", ""),
-                   "kind": comp.meta.get("kind", ""), "params": comp.meta.get("params", {}),
-                   "source": res.source},
-        "dataset": res.dataset.name,
-        "compressed_set": {"content_hash": comp.content_hash(), "from_file": res.compressed is not None},
-        "budget": {"ipc": res.budget, "per_class_counts": comp.per_class_counts(res.dataset.num_classes),
-                   "total": len(comp), "weighted": comp.weights is not None},
-        "model": res.model_name,
-        "norm": key.norm,
-        "eps": eps,
-        "seed": key.seed,
-        "scores": {"standard": std_eval["clean_acc"], "robust": adv_eval["robust_acc"]},
-        "standard": std_eval,
-        "adversarial": adv_eval,
-        "adversarial_training": adv_info,
-        "compression": meta,
-        "diagnostics": diagnostics,
-        "cost": cost,
-        "env": environment(req.device),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    compression = json_safe({k: v for k, v in comp.meta.items()
+                             if k not in ("params", "per_class_counts", "compress_s", "proxy_s", "source")})
+    return Record(
+        schema_version=SCHEMA_VERSION, dcrobench_version=__version__,
+        protocol=ProtocolRef(key.protocol, key.protocol_version, key.protocol_hash),
+        method=MethodRef(res.method_name, comp.meta.get("method_version", ""), comp.meta.get("kind", ""),
+                         comp.meta.get("params", {}), res.source),
+        dataset=res.dataset.name,
+        compressed_set={"content_hash": comp.content_hash(), "from_file": res.compressed is not None},
+        budget=Budget(res.budget, comp.per_class_counts(res.dataset.num_classes), len(comp), comp.weights is not None),
+        model=res.model_name, norm=key.norm, eps=measured.eps, seed=key.seed,
+        scores=Scores(measured.standard.clean_acc, measured.adversarial.robust_acc),
+        standard=measured.standard, adversarial=measured.adversarial,
+        adversarial_training=measured.adversarial_training, compression=compression,
+        diagnostics=measured.diagnostics, cost=measured.cost, env=environment(device),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _read_own_record(path: Path) -> Record:
+    """A record this run's cell already has (written by dcrobench, so read without re-validating)."""
+    rec, reason = read_record(path)
+    if reason is not None:
+        raise DcrobenchError(f"cannot read result record {path}: {reason}")
+    return Record.from_json(rec, str(path))

@@ -49,7 +49,7 @@ class StageStore:
         return None if self.root is None else self.root / kind / f"{key}.{ext}"
 
     def report_damaged(self, path: Path, exc: BaseException) -> None:
-        self.warn(f"warning: stage file {path} is unreadable ({one_line(exc)}); recomputing it")
+        self.warn(f"stage file {path} is unreadable ({one_line(exc)}); recomputing it")
 
     def compressed(self, key: str, make: Callable[[], CompressedSet], store: bool = True) -> tuple[CompressedSet, StageCost]:
         path = self._path("compress", key, "pt") if store else None

@@ -11,6 +11,7 @@ from torch import nn
 
 from .attacks import pgd
 from .errors import TrainingDivergedError
+from .progress import bar
 from .protocol import AdversarialSettings, TrainSettings
 
 
@@ -35,9 +36,12 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
     ``weights`` (one per sample) turn the loss into sum_b w_b l_b / B with the weights rescaled to
     mean 1 over the training set, so a minibatch estimates (1/|T|) sum_S q l as in Def. 5.
     ``adversarial`` replaces each input by its PGD adversary within that sample's radius.
-    """
-    from tqdm.auto import tqdm
+    ``progress``: the epoch bar, as ``dcrobench.progress.bar`` draws it (None: only on a terminal).
 
+    The other SGD loops of the benchmark (the coreset proxy, the condensation networks) are not
+    this one; each says why where it lives (``train_proxy_with_trace``, ``condensation.common.train_epoch``,
+    ``condensation.tm.student_rollout``).
+    """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n = labels.shape[0]
@@ -53,8 +57,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if settings.schedule == "cosine" else None
     history: list[float] = []
     model.to(device)
-    bar = tqdm(range(settings.epochs), desc=desc, leave=False, disable=None if progress is None else not progress)
-    for epoch in bar:
+    epochs = bar(range(settings.epochs), desc=desc, enabled=progress)
+    for epoch in epochs:
         perm = torch.randperm(n, generator=gen).to(device)
         total_loss = torch.zeros((), device=device)
         for start in range(0, n, settings.batch_size):
@@ -80,6 +84,6 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
                 "lower the learning rate in the protocol (train.lr, train.adv_lr or train_overrides)"
             )
         history.append(epoch_loss)
-        bar.set_postfix(loss=f"{history[-1]:.3f}")
+        epochs.set_postfix(loss=f"{history[-1]:.3f}")
     model.eval()
     return {"loss_per_epoch": history}

@@ -13,7 +13,7 @@ from typing import Any
 
 from .aggregate import cell_key, identity
 from .errors import one_line_text
-from .results import SCHEMA_VERSION, load_records
+from .results import SCHEMA_VERSION, Record, load_records
 
 SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 TOLERANCE = 1e-12
@@ -128,7 +128,7 @@ def _flag_errors(part: str, ev: dict[str, Any]) -> list[str]:
 class RecordCheck:
     """The records of a results folder, sorted into what the leaderboard counts and what it must not."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)  # valid, each identity once
+    records: list[Record] = field(default_factory=list)  # valid, each identity once
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, path of the record it repeats)
     conflicts: list[str] = field(default_factory=list)  # cells claimed under several protocol hashes
@@ -160,19 +160,19 @@ def check_records(records: list[Any], unreadable: list[tuple[str, str]] = ()) ->
             out.duplicates.append((where, first[key]))
             continue
         first[key] = where
-        out.records.append(rec)
+        out.records.append(Record.from_json(rec, where))
     out.invalid.sort()
     out.conflicts = hash_conflicts(out.records)
     return out
 
 
-def hash_conflicts(records: list[dict[str, Any]]) -> list[str]:
+def hash_conflicts(records: list[Record]) -> list[str]:
     """Cells (everything but hash and seed equal) claimed by records made under different protocol hashes."""
     by_cell: dict[tuple, dict[str, list[str]]] = {}
     for rec in records:
         name, version, hash_, dataset, norm, model, method, budget = cell_key(rec)
         cell = (name, version, dataset, norm, model, method, budget)
-        by_cell.setdefault(cell, {}).setdefault(hash_, []).append(rec.get("_path", "?"))
+        by_cell.setdefault(cell, {}).setdefault(hash_, []).append(rec.path or "?")
     problems = []
     for (name, version, dataset, norm, model, method, budget), by_hash in sorted(by_cell.items(), key=lambda kv: str(kv[0])):
         if len(by_hash) > 1:

@@ -22,3 +22,15 @@ def blobs(per_class: int = 12, classes: int = 3, size: int = 4, seed: int = 0) -
         images.append(imgs)
         labels.append(torch.full((per_class,), c))
     return ImageSet(torch.cat(images), torch.cat(labels), classes, "blobs")
+
+
+def score_record(method, seed, std, rob, *, version=1, kind="selection", dataset="mnist5k", norm="linf", budget=50,
+                 model="mlp"):
+    """A minimal Record carrying two scores, for views that read only the cell and the scores."""
+    from dcrobench.results import Budget, Evaluation, MethodRef, ProtocolRef, Record, Scores
+
+    return Record(schema_version=1, dcrobench_version="test", protocol=ProtocolRef("quick", version, f"h{version}"),
+                  method=MethodRef(method, "1", kind, {}), dataset=dataset, budget=Budget(budget, [], 0, False),
+                  model=model, norm=norm, eps=0.1, seed=seed, scores=Scores(std, rob),
+                  standard=Evaluation(std, 0.0, {}), adversarial=Evaluation(0.0, rob, {}), adversarial_training={},
+                  cost={}, env={}, created_at="2026-01-01T00:00:00+00:00")

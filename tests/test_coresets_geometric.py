@@ -124,7 +124,7 @@ def test_facility_location_lazy_greedy_equals_plain_greedy():
     x = _blobs(50, 4, seed=7)
     sim = gm.similarity_matrix(x)
     for k in (1, 5, 15):
-        lazy = gm._rows_of(sub.facility_location_lazy_greedy(sim, k))
+        lazy, _gains = sub.facility_location_lazy_greedy(sim, k)
         # plain greedy written here from the definition
         chosen, best = [], torch.zeros(50, dtype=sim.dtype)
         for _ in range(k):
@@ -204,3 +204,13 @@ def test_budget_equal_to_class_size_selects_everything():
     for order in (gm.herding_select(x, 9)[0], gm.kcenter_select(x, 9, 4)[0],
                   gm.graph_cut_lazy_greedy(x, 9, 1.0)[0], gm.graph_cut_greedy(x, 9, 1.0)[0]):
         assert sorted(order.tolist()) == list(range(9))
+
+
+@pytest.mark.parametrize("progress,env", [(True, "1"), (False, "")])
+def test_progress_bars_follow_the_run_flag_not_the_environment(tiny, capsys, monkeypatch, tmp_path, progress, env):
+    monkeypatch.setenv("TQDM_DISABLE", env)
+    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path))
+    gm.Herding(proxy=TINY_PROXY).run(tiny, 2, 0, torch.device("cpu"), progress=progress)
+    err = capsys.readouterr().err
+    assert ("herding: selecting" in err and "proxy mlp" in err) == progress
+    assert err.strip() == "" or progress

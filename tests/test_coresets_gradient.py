@@ -1,4 +1,5 @@
-"""Defining properties of forgetting, GraNd, Craig, GradMatch and Glister on tiny instances."""
+"""Defining properties of GraNd, Craig, GradMatch and Glister on tiny instances (forgetting:
+test_coresets_training_dynamics.py)."""
 
 import math
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from dcrobench.imageset import ImageSet
 from dcrobench_plugins.coresets.proxy import gradients_from_factors, train_proxy
 from dcrobench_plugins.coresets import gradient_methods as gm
+from dcrobench_plugins.coresets.training_dynamics import Forgetting
 from dcrobench_plugins.coresets.submodular import (
     facility_location_greedy,
     facility_location_lazy_greedy,
@@ -34,42 +36,6 @@ def random_factors(n=20, d=5, c=3, seed=0):
     resid = torch.softmax(torch.randn(n, c, generator=g, dtype=torch.float64), 1)
     resid[torch.arange(n), labels] -= 1
     return emb, resid
-
-
-# ----------------------------------------------------------------------------------- forgetting
-def test_forgetting_counts_match_hand_built_trace():
-    trace = torch.tensor([  # rows = presentations (epochs), columns = examples
-        [1, 1, 0, 0, 1, 0],
-        [1, 0, 0, 1, 0, 1],
-        [1, 1, 0, 0, 0, 1],
-        [1, 0, 0, 0, 0, 1],
-        [1, 1, 0, 1, 0, 0],
-    ], dtype=torch.bool)
-    expected = torch.tensor([0, 2, math.inf, 1, 1, 1], dtype=torch.float64)
-    assert torch.equal(gm.forgetting_counts(trace), expected)
-
-
-def test_forgetting_keeps_most_forgotten_per_class_ties_by_seed(monkeypatch):
-    data = tiny_set(n_per_class=6, classes=2)
-    # counts per example: class 0 -> [0, 3, inf, 1, 1, 1]; class 1 -> [2, 0, 0, 0, 0, 5]
-    counts = [0, 3, math.inf, 1, 1, 1, 2, 0, 0, 0, 0, 5]
-    length = 12
-
-    def column(k):  # k forgetting events (1 -> 0 transitions); inf = never correct
-        if k == math.inf:
-            return [0] * length
-        return [1, 0] * k + [1] * (length - 2 * k)
-
-    trace = torch.tensor([column(k) for k in counts], dtype=torch.bool).T
-    assert gm.forgetting_counts(trace).tolist() == [float(c) for c in counts]
-    monkeypatch.setattr(gm, "train_proxy_with_trace", lambda *a, **k: (None, trace))
-    method = gm.Forgetting(proxy=PROXY)
-    picks = {s: set(method.run(data, 3, s, CPU).indices.tolist()) for s in range(6)}
-    for s, p in picks.items():
-        assert {2, 1} <= p and len(p & {3, 4, 5}) == 1    # inf, 3, then one of the tied 1s
-        assert {11, 6} <= p and len(p & {7, 8, 9, 10}) == 1
-    assert len({frozenset(p) for p in picks.values()}) > 1  # ties broken differently by seed
-    assert picks[0] == set(method.run(data, 3, 0, CPU).indices.tolist())
 
 
 # ----------------------------------------------------------------------------------- GraNd
@@ -190,7 +156,7 @@ def test_glister_method_exact_budget_and_holdout():
 
 
 # ----------------------------------------------------------------------------------- all methods
-@pytest.mark.parametrize("cls", [gm.Forgetting, gm.GraNd, gm.Craig, gm.GradMatch, gm.Glister])
+@pytest.mark.parametrize("cls", [Forgetting, gm.GraNd, gm.Craig, gm.GradMatch, gm.Glister])
 def test_every_method_exact_per_class_budget(cls):
     data = tiny_set(n_per_class=9)
     extra = {"repeats": 2} if cls is gm.GraNd else {}
@@ -204,5 +170,6 @@ def test_every_method_exact_per_class_budget(cls):
 
 
 def test_registered():
+    # the coresets_gradient plugin also registers forgetting (its records name that plugin)
     names = {c.name for c in gm.register_methods()}
     assert names == {"forgetting", "grand", "craig", "gradmatch", "glister"}

@@ -1,5 +1,6 @@
 """Third-party datasets, models, attacks and methods plug into the same pipeline as built-ins."""
 
+from collections import Counter
 
 from dcrobench.attacks import AttackSet, AttackSpec
 from dcrobench.datasets import DatasetSpec
@@ -12,24 +13,8 @@ from dcrobench.registry import build_registries
 from dcrobench.runner import RunRequest, run
 from tests.helpers import TINY_PROTOCOL, blobs
 
-calls = {"attack": 0, "model": 0}
-
-
 def _load(root, download):
     return blobs(per_class=20, classes=3, seed=1), blobs(per_class=10, classes=3, seed=2)
-
-
-def _build(channels, size, num_classes, mean, std):
-    calls["model"] += 1
-    return build_mlp(channels, size, num_classes, mean, std, hidden=16)
-
-
-def _noop_attack(model, *, norm, eps, params, seed, device):
-    def run(x, y):
-        calls["attack"] += 1
-        return x.clone()
-
-    return run
 
 
 class FirstK(CompressionMethod):
@@ -40,17 +25,33 @@ class FirstK(CompressionMethod):
 
 
 class ThirdParty:
+    """The plugin; ``calls`` counts its model builds and attack batches (one counter per instance)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
     @hookimpl
     def register_datasets(self):
         return [DatasetSpec("blobs3", 3, 1, 4, (0.5,), (0.5,), _load, )]
 
     @hookimpl
     def register_models(self):
-        return [ModelSpec("tiny-mlp", _build)]
+        def build(channels, size, num_classes, mean, std):
+            self.calls["model"] += 1
+            return build_mlp(channels, size, num_classes, mean, std, hidden=16)
+
+        return [ModelSpec("tiny-mlp", build)]
 
     @hookimpl
     def register_attacks(self):
-        return [AttackSpec("noop", _noop_attack, "identity (for tests)"), AttackSet("noop-then-pgd", ("noop", "pgd"))]
+        def noop_attack(model, *, norm, eps, params, seed, device):
+            def run(x, y):
+                self.calls["attack"] += 1
+                return x.clone()
+
+            return run
+
+        return [AttackSpec("noop", noop_attack, "identity (for tests)"), AttackSet("noop-then-pgd", ("noop", "pgd"))]
 
     @hookimpl
     def register_methods(self):
@@ -58,7 +59,8 @@ class ThirdParty:
 
 
 def test_third_party_dataset_model_attack_and_method_run_end_to_end(tmp_path):
-    regs = build_registries(extra_plugins={"third": ThirdParty()})
+    plugin = ThirdParty()
+    regs = build_registries(extra_plugins={"third": plugin})
     proto = load_protocol(TINY_PROTOCOL)
     import dataclasses
 
@@ -68,8 +70,8 @@ def test_third_party_dataset_model_attack_and_method_run_end_to_end(tmp_path):
                      results_dir=tmp_path, progress=False)
     (rec,) = run(req, regs, log=lambda m: None)
     # standard + adversarial model, each attacked once (one batch: the 100 test points fit in batch_size)
-    assert calls["model"] == 2 and calls["attack"] == 2
-    assert rec["budget"]["per_class_counts"] == [5, 5, 5]
+    assert plugin.calls == {"model": 2, "attack": 2}
+    assert rec.budget.per_class_counts == [5, 5, 5]
     # the no-op attack cannot lower accuracy; PGD after it may
-    assert rec["adversarial"]["attacks"]["noop"] == rec["adversarial"]["clean_acc"]
-    assert rec["model"] == "tiny-mlp" and rec["dataset"] == "blobs3"
+    assert rec.adversarial.attacks["noop"] == rec.adversarial.clean_acc
+    assert rec.model == "tiny-mlp" and rec.dataset == "blobs3"

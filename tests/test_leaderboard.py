@@ -1,10 +1,10 @@
 from dcrobench.leaderboard import render_markdown
 
+from .helpers import score_record
+
 
 def rec(method, seed, std, rob, version=1, kind="selection", dataset="mnist5k", norm="linf", budget=50):
-    return {"protocol": {"name": "quick", "version": version, "hash": f"h{version}"}, "method": {"name": method, "kind": kind},
-            "dataset": dataset, "norm": norm, "budget": {"ipc": budget}, "model": "mlp", "seed": seed, "eps": 0.1,
-            "scores": {"standard": std, "robust": rob}}
+    return score_record(method, seed, std, rob, version=version, kind=kind, dataset=dataset, norm=norm, budget=budget)
 
 
 def test_mean_std_best_marked_and_versions_never_mixed():

@@ -9,8 +9,9 @@ import yaml
 from click.testing import CliRunner
 
 from dcrobench.cli import main
+from dcrobench.grid import load_grid
 from dcrobench.results import load_records, record_paths
-from dcrobench.sweep import load_grid, run_sweep
+from dcrobench.scheduler import run_sweep
 from dcrobench.validation import check_records, record_errors
 from tests.helpers import TINY_PROTOCOL
 

@@ -52,7 +52,7 @@ def copy_with(src, dst, **tensors):
 def run_file(path, results, log=lambda m: None):
     req = RunRequest(dataset="digits", protocol=load_protocol(TINY_PROTOCOL), compressed_file=path, results_dir=results)
     store = StageStore(results / STAGES_DIRNAME, warn=log)
-    return run(req, registries(), log=log, store=store), store
+    return [r.to_json() for r in run(req, registries(), log=log, store=store)], store  # the records as written
 
 
 def test_a_saved_set_is_identified_by_its_tensors_not_its_metadata(saved, tmp_path):

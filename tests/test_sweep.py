@@ -11,8 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from dcrobench.cli import main
+from dcrobench.grid import load_grid
 from dcrobench.results import load_records, record_paths
-from dcrobench.sweep import load_grid, run_sweep
+from dcrobench.scheduler import run_sweep
 from tests.helpers import TINY_PROTOCOL
 
 VOLATILE = ("cost", "env", "created_at", "_path")
@@ -97,11 +98,14 @@ def test_an_extra_seed_reuses_every_existing_stage(tmp_path, uninterrupted):
     assert summary["computed"]["standard"] == 3 and summary["computed"]["adversarial"] == 6
 
 
-def test_ray_executor_gives_the_local_records(tmp_path, uninterrupted):
-    pytest.importorskip("ray")
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_parallel_executors_give_the_sequential_records(tmp_path, uninterrupted, executor):
+    """Two workers (a local process pool, or Ray) write the records the in-process sweep wrote."""
+    if executor == "ray":
+        pytest.importorskip("ray")
     ref_results, _ = uninterrupted
     results = tmp_path / "results"
-    summary = run_sweep(load_grid(write_grid(tmp_path)), results, executor="ray", workers=2, threads=1,
+    summary = run_sweep(load_grid(write_grid(tmp_path)), results, executor=executor, workers=2, threads=1,
                         progress=False, log=lambda m: None)
     assert summary["ran"] == 6
     assert comparable(results) == comparable(ref_results)
@@ -122,11 +126,3 @@ def test_grid_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "Did you mean: methods" in res.output
     res = CliRunner().invoke(main, ["sweep", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "not found" in res.output
-
-
-def test_local_process_pool_gives_the_sequential_records(tmp_path, uninterrupted):
-    ref_results, _ = uninterrupted
-    results = tmp_path / "results"
-    summary = run_sweep(load_grid(write_grid(tmp_path)), results, workers=2, threads=1, progress=False, log=lambda m: None)
-    assert summary["ran"] == 6
-    assert comparable(results) == comparable(ref_results)

@@ -19,11 +19,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import dcrobench.sweep as sweep_mod
+import dcrobench.tasks as tasks_mod
 from dcrobench.cli import main
+from dcrobench.errors import DcrobenchError
+from dcrobench.grid import load_grid
 from dcrobench.registry import registries
 from dcrobench.results import record_paths
-from dcrobench.sweep import load_grid, run_sweep
+from dcrobench.scheduler import run_sweep
+from dcrobench.workers import SweepInterrupted
 from tests.helpers import TINY_PROTOCOL
 
 FAILING_PLUGIN = '''
@@ -130,7 +133,7 @@ def test_failures_in_worker_processes_are_reported_and_the_sweep_goes_on(tmp_pat
     assert sum(line.startswith("failed: ") for line in lines) == 3
 
 
-@pytest.mark.parametrize("exc", [KeyError("k"), ValueError("plain"), sweep_mod.DcrobenchError("ours")])
+@pytest.mark.parametrize("exc", [KeyError("k"), ValueError("plain"), DcrobenchError("ours")])
 def test_any_exception_from_a_task_in_process_is_contained(tmp_path, monkeypatch, exc):
     grid = load_grid(write_grid(tmp_path, [{**OK_CELL, "seeds": [0, 1, 2]}]))
     ran = []
@@ -141,7 +144,7 @@ def test_any_exception_from_a_task_in_process_is_contained(tmp_path, monkeypatch
         ran.append(task["seed"])
         return {"task": task, "records": 1, "seconds": 0.0, "computed": {}, "loaded": {}}
 
-    monkeypatch.setattr(sweep_mod, "run_task", fake_run_task)
+    monkeypatch.setattr(tasks_mod, "run_task", fake_run_task)
     summary = run_sweep(grid, tmp_path / "r", progress=False, log=lambda m: None)
     assert ran == [1, 2] and summary["ran"] == 2 and summary["failed"] == 1
     (failure,) = summary["failures"]
@@ -158,9 +161,9 @@ def test_sigterm_stops_an_in_process_sweep_instead_of_failing_one_task(tmp_path,
         time.sleep(5)  # the handler interrupts this
         return {"task": task, "records": 1, "seconds": 0.0, "computed": {}, "loaded": {}}
 
-    monkeypatch.setattr(sweep_mod, "run_task", fake_run_task)
+    monkeypatch.setattr(tasks_mod, "run_task", fake_run_task)
     previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(sweep_mod.SweepInterrupted, match="SIGTERM") as err:
+    with pytest.raises(SweepInterrupted, match="SIGTERM") as err:
         run_sweep(grid, tmp_path / "r", progress=False, log=lambda m: None)
     assert err.value.signum == signal.SIGTERM and ran == [0]
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is the sweep's only while it runs

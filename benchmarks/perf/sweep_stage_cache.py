@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from dcrobench.sweep import load_grid, run_sweep
+    from dcrobench.scheduler import load_grid, run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

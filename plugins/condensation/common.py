@@ -38,6 +38,7 @@ from dcrobench.errors import BudgetError, MethodError
 from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
 from dcrobench.methods import CompressedSet, CompressionMethod, json_safe
+from dcrobench.progress import bar
 from dcrobench_plugins.models import build_convnet
 
 from .dsa import DEFAULT_DSA_PARAMS, DEFAULT_DSA_STRATEGY, DSA
@@ -251,8 +252,7 @@ class CondensationMethod(CompressionMethod):
 
         every = max(1, int(p["checkpoint_every"]))
         loop_start = time.perf_counter()
-        bar = _progress(total=iterations, initial=start, desc=f"{self.name} seed {seed}",
-                        enabled=bool(p["progress"]))
+        bar = self.progress_bar(total=iterations, initial=start, desc=f"{self.name} seed {seed}")
         try:
             for it in range(start, iterations):
                 loss = float(self.step(ctx, it))
@@ -292,6 +292,12 @@ class CondensationMethod(CompressionMethod):
         return result
 
     # ---- helpers ------------------------------------------------------------------------------
+    def progress_bar(self, *, total: int, initial: int, desc: str):
+        """A bar drawn as ``run`` was told (``self.progress``: True, False, None = only on a
+        terminal), and never when the method's ``progress`` parameter is false."""
+        return bar(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=1.0,
+                   enabled=self.progress if self.params["progress"] else False)
+
     def _context(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> Context:
         p = self.params
         mean, std = data.channel_stats(floor=STD_FLOOR)
@@ -349,24 +355,6 @@ class CondensationMethod(CompressionMethod):
             ctx.optimizers[k].load_state_dict(sd)
 
 
-def _progress(total: int, initial: int, desc: str, enabled: bool):
-    """A tqdm bar; off when ``progress`` is false or the CLI says ``--no-progress`` (it sets
-    ``TQDM_DISABLE``: "1" off, "" on), else shown only on a terminal."""
-    import os
-
-    from tqdm import tqdm
-
-    env = os.environ.get("TQDM_DISABLE")
-    if not enabled:
-        disable: bool | None = True
-    elif env is not None:
-        disable = env.strip().lower() in ("1", "true", "yes")
-    else:
-        disable = None
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0,
-                disable=disable)
-
-
 def sgd_step(ctx: Context, loss: torch.Tensor, names: tuple[str, ...] = ("img",)) -> None:
     """Back-propagate ``loss`` into the synthetic set and step the named optimisers; project."""
     leaves = [prm for n in names for g in ctx.optimizers[n].param_groups for prm in g["params"]]
@@ -383,6 +371,15 @@ def train_epoch(ctx: Context, model: nn.Module, opt: torch.optim.Optimizer, x: t
                 batch: int, gen: torch.Generator) -> float:
     """One epoch of SGD on normalised inputs ``x`` with DSA (a fresh transformation per batch,
     one parameter set per image: the originals' non-siamese ``seed=-1`` use)."""
+    # The networks of GM's inner loop and TM's experts train here, not in dcrobench.train.train (the
+    # protocol's loop), which cannot run them without changing every condensed set and expert
+    # buffer: the order and a DSA transformation of every minibatch come from the caller's
+    # generator (GM threads one stream through a whole iteration, TM seeds one per expert epoch),
+    # while train seeds its own generator and the global RNG and has no augmentation; it is one
+    # epoch at a time, so TM stores the trajectory after each and resumes mid-expert with the
+    # momentum buffer; the network stays in train mode (train ends in eval mode); the loss is
+    # cross-entropy's own mean and the epoch's loss a sum of Python floats (train: the mean of
+    # per-sample losses, summed on the device), which round differently.
     n = x.shape[0]
     perm = torch.randperm(n, generator=gen).to(x.device)
     total = 0.0

@@ -40,7 +40,6 @@ from .common import (
     COMMON_DEFAULTS,
     CondensationMethod,
     Context,
-    _progress,
     body,
     build_net,
     draw_seed,
@@ -74,6 +73,10 @@ def student_rollout(student: FlatModel, start: torch.Tensor, z: torch.Tensor, la
                     gen: torch.Generator) -> torch.Tensor:
     """``syn_steps`` differentiable SGD steps from ``start`` on the synthetic set; returns the
     final flat parameters (a function of ``z`` and ``syn_lr``)."""
+    # A loop of its own, not dcrobench.train.train nor common.train_epoch: its steps are unrolled
+    # and differentiable (w - syn_lr * grad with create_graph=True on a flat parameter vector), so
+    # the matching loss back-propagates through all of them into the images and the learnable
+    # step size, which no torch.optim step (in place, outside autograd) allows.
     w = start.detach().clone().requires_grad_(True)
     chunks: list[torch.Tensor] = []
     for _ in range(syn_steps):
@@ -179,7 +182,7 @@ class TM(CondensationMethod):
         if remaining == 0:
             return 0.0
         t0 = time.perf_counter()
-        bar = _progress(total=remaining, initial=0, desc="tm experts", enabled=bool(p["progress"]))
+        bar = self.progress_bar(total=remaining, initial=0, desc="tm experts")
         try:
             for i, done in todo:
                 if done >= epochs:

@@ -24,6 +24,8 @@ model trained on the full training set (``dcrobench_plugins.coresets.proxy``; it
 * ``submod-fl`` -- facility location ``f(S) = sum_{i in V} max_{j in S} s_ij`` by lazy greedy
   (``dcrobench_plugins.coresets.submodular.facility_location_lazy_greedy``).
 
+Graph cut and facility location both run ``dcrobench_plugins.coresets.submodular.lazy_greedy``.
+
 Similarity for both SubMod functions is DeepCore's ``cossim``: ``s_ij = 0.5 + 0.5 cos(x_i, x_j)``,
 in [0, 1] (non-negative, as facility location and graph cut need).  ``features: embedding`` (the
 default, issue #4) uses the proxy's penultimate embeddings; ``features: gradient`` uses the
@@ -37,20 +39,20 @@ center or one block at a time.
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from dcrobench.errors import MethodError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
-from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
-from dcrobench_plugins.coresets.proxy import gradients_from_factors, logit_residuals
+from dcrobench.methods import CompressedSet, select_per_class
+from dcrobench.progress import bar
+from dcrobench_plugins.coresets.proxy import embeddings, gradients_from_factors, logit_residuals
+from dcrobench_plugins.coresets.proxy_selection import ProxySelection
 
-from .submodular import facility_location_value
+from .submodular import facility_location_lazy_greedy, facility_location_value, lazy_greedy
 
 BLOCK = 4096  # rows per block when a class's pairwise quantities are reduced block by block
 
@@ -187,94 +189,50 @@ def graph_cut_greedy(x: torch.Tensor, k: int, lam: float) -> tuple[torch.Tensor,
     return torch.tensor(order, dtype=torch.long), value
 
 
-def lazy_greedy(n: int, k: int, gains: Callable[[torch.Tensor, list[int]], torch.Tensor],
-                batch: int = 32, progress: Callable[[], None] | None = None) -> tuple[list[int], float, int]:
-    """Lazy greedy (Minoux 1978) for a submodular set function given its marginal-gain oracle.
-
-    A max-heap holds each candidate's last computed gain, an upper bound of its current gain by
-    submodularity. The top is taken once its bound is fresh (computed after the last addition);
-    otherwise up to ``batch`` stale entries are re-evaluated in one vectorized oracle call.
-    Ties go to the lower index. Returns (chosen rows in order, f(S) - f(empty), oracle evaluations).
-    """
-    if not 1 <= k <= n:
-        raise ValueError(f"lazy greedy needs 1 <= k <= n, got k={k}, n={n}")
-    all_rows = torch.arange(n)
-    first = gains(all_rows, []).double().cpu().tolist()
-    evals = n
-    heap = [(-g, i, 0) for i, g in enumerate(first)]  # (-bound, row, round it was computed in)
-    heapq.heapify(heap)
-    chosen: list[int] = []
-    value = 0.0
-    for rnd in range(k):
-        while True:
-            neg, row, when = heap[0]
-            if when == rnd:  # fresh bound on top: exact gain >= every other upper bound
-                heapq.heappop(heap)
-                chosen.append(row)
-                value += -neg
-                break
-            stale, fresh = [], []
-            while heap and len(stale) < batch:
-                item = heapq.heappop(heap)
-                (fresh if item[2] == rnd else stale).append(item)
-            rows = torch.tensor([it[1] for it in stale], dtype=torch.long)
-            new = gains(rows, chosen).double().cpu().tolist()
-            evals += len(stale)
-            for g, it in zip(new, stale):
-                heapq.heappush(heap, (-g, it[1], rnd))
-            for it in fresh:
-                heapq.heappush(heap, it)
-        if progress is not None:
-            progress()
-    return chosen, value, evals
-
-
 def graph_cut_lazy_greedy(x: torch.Tensor, k: int, lam: float, batch: int = 32,
                           progress: Callable[[], None] | None = None) -> tuple[torch.Tensor, float, int]:
-    """Lazy greedy graph cut over shifted-cosine similarities of the rows of x.
+    """Lazy greedy graph cut (``submodular.lazy_greedy``, ``batch`` stale gains refreshed per oracle
+    call) over shifted-cosine similarities of the rows of x; ``progress()`` is called per pick.
     Returns (rows in order, f(S), number of gain evaluations)."""
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"graph cut needs 1 <= k <= n, got k={k}, n={n}")
     gc = _GraphCut(cosine_features(x), lam)
 
     def oracle(cand: torch.Tensor, chosen: list[int]) -> torch.Tensor:
         return gc.gains(cand.to(x.device), chosen)
 
-    order, value, evals = lazy_greedy(x.shape[0], k, oracle, batch=batch, progress=progress)
+    order, gains, evals = lazy_greedy(n, k, oracle, batch=batch, on_pick=progress)
+    value = 0.0  # f(S) - f(empty), summed in pick order
+    for g in gains:
+        value += g
     return torch.tensor(order, dtype=torch.long), value, evals
 
 
 # ------------------------------------------------------------------------------------------------
 # Methods
 # ------------------------------------------------------------------------------------------------
-class _EmbeddingSelection(CompressionMethod):
-    """Shared plumbing: train (or load) the proxy, embed the training set, select per class."""
-
-    kind = "selection"
-    version = "1"
-    uses_seed = True
-
-    def _proxy_embeddings(self, data: ImageSet, seed: int, device: torch.device):
-        from dcrobench_plugins.coresets.proxy import ProxySettings, embeddings, train_proxy
-
-        settings = ProxySettings.from_dict(self.params.get("proxy") or {})
-        model = train_proxy(data, settings, seed, device)
-        emb = embeddings(model, data.images, device).to(device).float()
-        return model, emb, settings
+class _EmbeddingSelection(ProxySelection):
+    """Per-class selection in the proxy's embedding space: embed the training set with the proxy,
+    then ``_select_class`` picks each class's rows."""
 
     def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
-        model, emb, settings = self._proxy_embeddings(data, seed, device)
+        settings = self.proxy_settings()
+        model = self.trained_proxy(data, settings, seed, device)
+        emb = embeddings(model, data.images, device).to(device).float()
         gen = torch.Generator().manual_seed(seed)
         chosen: dict[int, torch.Tensor] = {}
         per_class: list[dict[str, Any]] = []
-        bar = tqdm(total=data.num_classes * budget, desc=f"{self.name}: selecting", unit="pt",
-                   leave=False, mininterval=0.5, disable=None)
+        points = bar(total=data.num_classes * budget, desc=f"{self.name}: selecting", unit="pt", mininterval=0.5,
+                     enabled=self.progress)
         try:
             for c in range(data.num_classes):
                 idx = data.class_indices(c)
                 if idx.numel() == 0:
                     continue
-                bar.set_postfix_str(f"class {c}")
+                points.set_postfix_str(f"class {c}")
                 rows, info = self._select_class(model, emb[idx.to(emb.device)], data.labels[idx], budget, gen,
-                                                lambda: bar.update(1))
+                                                lambda: points.update(1))
                 rows = rows.cpu()
                 if rows.numel() != budget or rows.unique().numel() != budget:
                     raise MethodError(f"{self.name} chose {rows.numel()} rows ({rows.unique().numel()} distinct) "
@@ -282,8 +240,8 @@ class _EmbeddingSelection(CompressionMethod):
                 chosen[c] = idx[rows]
                 per_class.append({"class": c, **info})
         finally:
-            bar.close()
-        meta = {"proxy": _plain(settings), "embedding_dim": int(emb.shape[1]), "per_class": per_class,
+            points.close()
+        meta = {**self.proxy_meta(settings), "embedding_dim": int(emb.shape[1]), "per_class": per_class,
                 **self._meta()}
         return select_per_class(data, chosen, None, meta)
 
@@ -293,14 +251,6 @@ class _EmbeddingSelection(CompressionMethod):
     def _select_class(self, model, x: torch.Tensor, labels: torch.Tensor, k: int, gen: torch.Generator,
                       tick: Callable[[], None]) -> tuple[torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
-
-
-def _plain(settings: Any) -> Any:
-    from dcrobench.methods import json_safe
-
-    if hasattr(settings, "to_dict"):
-        return json_safe(settings.to_dict())
-    return json_safe(settings)
 
 
 class Herding(_EmbeddingSelection):
@@ -380,26 +330,13 @@ class SubmodFacilityLocation(_SubmodularSelection):
     default_params = {"proxy": None, "features": "embedding"}
 
     def _select_class(self, model, x, labels, k, gen, tick):
-        from dcrobench_plugins.coresets.submodular import facility_location_lazy_greedy
-
         feats = self._features(model, x, labels)
         sim = similarity_matrix(feats)
-        result = facility_location_lazy_greedy(sim, k)
-        order = _rows_of(result)
+        order, _gains = facility_location_lazy_greedy(sim, k)
         for _ in range(k):
             tick()
         value = facility_location_value(sim, order.to(sim.device))
         return order, {"objective": value, "class_size": int(x.shape[0])}
-
-
-def _rows_of(result: Any) -> torch.Tensor:
-    """The chosen rows from facility_location_lazy_greedy's result (a tensor/list, or a tuple whose
-    first item is the rows)."""
-    if isinstance(result, tuple):
-        result = result[0]
-    if hasattr(result, "indices") and not isinstance(result, torch.Tensor):
-        result = result.indices
-    return torch.as_tensor(result, dtype=torch.long).flatten()
 
 
 @hookimpl

@@ -1,6 +1,5 @@
-"""Coreset methods driven by a proxy model's training dynamics or last-layer gradients.
+"""Coreset methods driven by a proxy model's last-layer gradients.
 
-- ``forgetting`` — Toneva et al. (ICLR 2019), example forgetting events during proxy training.
 - ``grand``      — Paul et al. (NeurIPS 2021), GraNd: expected gradient norm early in training.
 - ``craig``      — Mirzasoleiman et al. (ICML 2020), facility location over gradient similarities.
 - ``gradmatch``  — Killamsetty et al. (ICML 2021), GRAD-MATCH: non-negative OMP gradient matching.
@@ -13,6 +12,10 @@ proxy's last linear layer (weights and bias), the cheap surrogate of the full gr
 GRAD-MATCH, GLISTER and DeepCore use; they are handled through their two factors (embedding and
 softmax - onehot), so the gradient kernel ``<g_i, g_j> = <r_i, r_j>(<e_i, e_j> + 1)`` is formed
 without materialising ``C * (D + 1)``-dimensional vectors.
+
+This module is also the ``coresets_gradient`` plugin (entry point), which registers ``forgetting``
+(``training_dynamics.py``) too: records name the plugin of their method (``method.source.plugin``),
+and forgetting's records say ``coresets_gradient``.
 """
 
 from __future__ import annotations
@@ -25,100 +28,19 @@ import torch
 
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
-from dcrobench.methods import CompressedSet, CompressionMethod, select_per_class
+from dcrobench.methods import CompressedSet, select_per_class
+from dcrobench.progress import bar
 from dcrobench_plugins.coresets.proxy import (
-    ProxySettings,
     build_model,
     gradient_distances,
     gradient_gram,
     gradient_sq_norms,
     last_layer_factors,
-    train_proxy,
-    train_proxy_with_trace,
 )
+from dcrobench_plugins.coresets.proxy_selection import ProxySelection, top_per_class
+from dcrobench_plugins.coresets.training_dynamics import Forgetting
 
 from .submodular import facility_location_lazy_greedy, facility_location_value, nearest_assignment
-
-
-def _bar(iterable, desc: str, total: int | None = None):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, disable=None, leave=False)
-
-
-def top_per_class(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, budget: int, seed: int,
-                  ) -> dict[int, torch.Tensor]:
-    """The ``budget`` highest-scoring indices of every class; ties broken by a seeded permutation."""
-    gen = torch.Generator().manual_seed(int(seed))
-    scores = scores.detach().cpu().double()
-    labels = labels.cpu()
-    chosen = {}
-    for c in range(num_classes):
-        idx = torch.nonzero(labels == c).flatten()
-        perm = idx[torch.randperm(idx.numel(), generator=gen)]
-        order = torch.sort(scores[perm], descending=True, stable=True).indices
-        chosen[c] = perm[order[:budget]].sort().values
-    return chosen
-
-
-class _ProxyMethod(CompressionMethod):
-    """Shared plumbing: the ``proxy`` parameter and last-layer gradient factors."""
-
-    kind = "selection"
-    uses_seed = True
-    default_params: dict[str, Any] = {"proxy": None}
-
-    def proxy_settings(self) -> ProxySettings:
-        return ProxySettings.from_dict(self.params.get("proxy"))
-
-    def proxy_meta(self, settings: ProxySettings) -> dict[str, Any]:
-        return {"proxy": settings.to_dict()}
-
-
-# --------------------------------------------------------------------------------------------
-# Forgetting (Toneva et al. 2019)
-# --------------------------------------------------------------------------------------------
-def forgetting_counts(trace: torch.Tensor) -> torch.Tensor:
-    """Forgetting events per example from a correctness trace ``Bool[T, N]`` (presentation order).
-
-    A forgetting event is a presentation at which an example is misclassified after having been
-    classified correctly at its previous presentation (``acc_t = 1 -> acc_{t+1} = 0``). Examples
-    never classified correctly get ``inf`` (Toneva et al. count them as forgotten infinitely often).
-    """
-    trace = trace.bool()
-    if trace.ndim != 2:
-        raise ValueError(f"trace must be [presentations, examples], got shape {tuple(trace.shape)}")
-    events = (trace[:-1] & ~trace[1:]).sum(0).double()
-    events[~trace.any(0)] = math.inf
-    return events
-
-
-class Forgetting(_ProxyMethod):
-    name = "forgetting"
-    description = ("Toneva et al. 2019: most-forgotten examples (1->0 accuracy transitions while training "
-                   "the proxy; never-learned = infinitely forgotten), per class, ties broken by seed")
-    #: ``epochs`` (None = the proxy's) sets the length of the recorded training run; Toneva et al.
-    #: count events over the whole training of the model (e.g. 200 epochs on CIFAR-10).
-    default_params = {"proxy": None, "epochs": None}
-
-    def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
-        settings = self.proxy_settings()
-        if self.params["epochs"] is not None:
-            settings = settings.replace(epochs=int(self.params["epochs"]))
-        _model, trace = train_proxy_with_trace(data, settings, seed, device)
-        counts = forgetting_counts(trace)
-        chosen = top_per_class(counts, data.labels, data.num_classes, budget, seed)
-        finite = counts[torch.isfinite(counts)]
-        sel = torch.cat(list(chosen.values()))
-        meta = {
-            **self.proxy_meta(settings),
-            "never_learned": int((~torch.isfinite(counts)).sum()),
-            "unforgettable": int((counts == 0).sum()),
-            "mean_forgetting_finite": float(finite.mean()) if finite.numel() else 0.0,
-            "selected_never_learned": int((~torch.isfinite(counts[sel])).sum()),
-            "selected_min_count": float(counts[sel].min()),
-        }
-        return select_per_class(data, chosen, meta=meta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +52,7 @@ def grand_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Ten
     return gradient_sq_norms(emb.double(), resid.double()).sqrt().cpu()
 
 
-class GraNd(_ProxyMethod):
+class GraNd(ProxySelection):
     name = "grand"
     description = ("Paul et al. 2021: GraNd score = expected norm of the loss gradient early in training, "
                    "averaged over `repeats` proxy initialisations; keeps the highest per class. Uses the "
@@ -145,14 +67,14 @@ class GraNd(_ProxyMethod):
         epochs = self.params["grand_epochs"]
         epochs = settings.epochs if epochs is None else int(epochs)
         scores = torch.zeros(len(data), dtype=torch.float64)
-        for r in _bar(range(repeats), "grand proxies"):
+        for r in bar(range(repeats), desc="grand proxies", enabled=self.progress):
             proxy_seed = int(seed) + 10007 * r  # r = 0 shares the proxy of the other methods
             if epochs == 0:  # GraNd at initialisation
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(proxy_seed)
                     model = build_model(settings, data).to(device).eval()
             else:
-                model = train_proxy(data, settings.replace(epochs=epochs), proxy_seed, device)
+                model = self.trained_proxy(data, settings.replace(epochs=epochs), proxy_seed, device)
             scores += grand_scores(model, data.images, data.labels, device)
         scores /= repeats
         chosen = top_per_class(scores, data.labels, data.num_classes, budget, seed)
@@ -165,7 +87,7 @@ class GraNd(_ProxyMethod):
 # --------------------------------------------------------------------------------------------
 # CRAIG (Mirzasoleiman et al. 2020)
 # --------------------------------------------------------------------------------------------
-def craig_select(emb: torch.Tensor, resid: torch.Tensor, k: int, *, progress: bool = False
+def craig_select(emb: torch.Tensor, resid: torch.Tensor, k: int, *, progress: bool | None = False
                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Facility location over ``max dist - dist`` of last-layer gradients (lazy greedy).
 
@@ -181,7 +103,7 @@ def craig_select(emb: torch.Tensor, resid: torch.Tensor, k: int, *, progress: bo
     return sel, weights, coverage
 
 
-class Craig(_ProxyMethod):
+class Craig(ProxySelection):
     name = "craig"
     description = ("Mirzasoleiman et al. 2020: per class, lazy-greedy facility location over last-layer "
                    "gradient similarities (max dist - dist); weights = sizes of the selected points' clusters")
@@ -189,10 +111,10 @@ class Craig(_ProxyMethod):
 
     def compress(self, data: ImageSet, budget: int, seed: int, device: torch.device) -> CompressedSet:
         settings = self.proxy_settings()
-        model = train_proxy(data, settings, seed, device)
+        model = self.trained_proxy(data, settings, seed, device)
         emb, resid = last_layer_factors(model, data.images, data.labels, device)
         chosen, weights, coverage = {}, {}, []
-        for c in _bar(range(data.num_classes), "craig classes"):
+        for c in bar(range(data.num_classes), desc="craig classes", enabled=self.progress):
             idx = data.class_indices(c)
             pos, w, cov = craig_select(emb[idx.to(emb.device)], resid[idx.to(emb.device)], budget)
             chosen[c] = idx[pos]
@@ -277,7 +199,7 @@ def gradmatch_select(emb: torch.Tensor, resid: torch.Tensor, k: int, lam: float
     return torch.tensor(pos, dtype=torch.long), torch.tensor(weights, dtype=torch.float64), info
 
 
-class GradMatch(_ProxyMethod):
+class GradMatch(ProxySelection):
     name = "gradmatch"
     description = ("Killamsetty et al. 2021 (GRAD-MATCH): per class, non-negative regularised OMP choosing points "
                    "whose weighted last-layer gradients match the class's full gradient; weights returned")
@@ -288,10 +210,10 @@ class GradMatch(_ProxyMethod):
         lam = float(self.params["lam"])
         if lam < 0:
             raise ValueError("gradmatch: lam must be >= 0")
-        model = train_proxy(data, settings, seed, device)
+        model = self.trained_proxy(data, settings, seed, device)
         emb, resid = last_layer_factors(model, data.images, data.labels, device)
         chosen, weights, infos = {}, {}, []
-        for c in _bar(range(data.num_classes), "gradmatch classes"):
+        for c in bar(range(data.num_classes), desc="gradmatch classes", enabled=self.progress):
             idx = data.class_indices(c)
             dev_idx = idx.to(emb.device)
             pos, w, info = gradmatch_select(emb[dev_idx], resid[dev_idx], budget, lam)
@@ -313,7 +235,7 @@ def _resid(emb: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: 
 
 
 def glister_greedy(emb: torch.Tensor, labels: torch.Tensor, val_emb: torch.Tensor, val_labels: torch.Tensor,
-                   weight: torch.Tensor, bias: torch.Tensor, k: int, eta: float, *, progress: bool = False
+                   weight: torch.Tensor, bias: torch.Tensor, k: int, eta: float, *, progress: bool | None = False
                    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
     """Greedy GLISTER-ONLINE over the last layer ``theta = (W, b)`` with fixed embeddings.
 
@@ -329,8 +251,7 @@ def glister_greedy(emb: torch.Tensor, labels: torch.Tensor, val_emb: torch.Tenso
     m = emb.shape[0]
     available = torch.ones(m, dtype=torch.bool, device=emb.device)
     picks, gains, thetas = [], [], [(w.clone(), b.clone())]
-    steps = _bar(range(k), "glister greedy") if progress else range(k)
-    for _ in steps:
+    for _ in bar(range(k), desc="glister greedy", enabled=progress):
         rv = _resid(val_emb, val_labels, w, b)
         gw = rv.T @ val_emb / val_emb.shape[0]          # dL_V/dW  [C, D]
         gb = rv.mean(0)                                 # dL_V/db  [C]
@@ -347,7 +268,7 @@ def glister_greedy(emb: torch.Tensor, labels: torch.Tensor, val_emb: torch.Tenso
     return torch.tensor(picks, dtype=torch.long), torch.tensor(gains, dtype=torch.float64), thetas
 
 
-class Glister(_ProxyMethod):
+class Glister(ProxySelection):
     name = "glister"
     description = ("Killamsetty et al. 2021 (GLISTER-ONLINE): per class, greedy selection maximising the "
                    "validation log-likelihood under a one-step Taylor approximation of the last layer, "
@@ -360,13 +281,13 @@ class Glister(_ProxyMethod):
         if not 0.0 < frac < 1.0:
             raise ValueError("glister: val_fraction must lie in (0, 1)")
         eta = settings.lr if self.params["eta"] is None else float(self.params["eta"])
-        model = train_proxy(data, settings, seed, device)
+        model = self.trained_proxy(data, settings, seed, device)
         emb, _ = last_layer_factors(model, data.images, data.labels, device)
         weight, bias = model.classifier.weight.detach(), model.classifier.bias.detach()
         labels = data.labels.to(emb.device)
         gen = torch.Generator().manual_seed(int(seed) + 104729)
         chosen, gains, overlap = {}, [], []
-        for c in _bar(range(data.num_classes), "glister classes"):
+        for c in bar(range(data.num_classes), desc="glister classes", enabled=self.progress):
             idx = data.class_indices(c)
             idx = idx[torch.randperm(idx.numel(), generator=gen)]
             n_val = max(1, int(round(frac * idx.numel())))
@@ -386,4 +307,5 @@ class Glister(_ProxyMethod):
 
 @hookimpl
 def register_methods():
+    # forgetting lives in training_dynamics.py; it stays in this plugin so its records keep their source
     return [Forgetting, GraNd, Craig, GradMatch, Glister]

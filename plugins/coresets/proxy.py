@@ -30,6 +30,7 @@ from dcrobench.costs import note_shared
 from dcrobench.errors import TrainingDivergedError
 from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
+from dcrobench.progress import bar
 
 PROXY_FORMAT_VERSION = 2  # 2: the entry records its training seconds
 
@@ -121,14 +122,16 @@ def proxy_cache_path(data: ImageSet, settings: ProxySettings, seed: int):
 
 
 def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, device: torch.device | str, *,
-                           on_epoch: OnEpoch | None = None, use_cache: bool = True) -> tuple[nn.Module, torch.Tensor]:
+                           on_epoch: OnEpoch | None = None, use_cache: bool = True,
+                           progress: bool | None = None) -> tuple[nn.Module, torch.Tensor]:
     """Train (or load) the proxy; returns ``(model in eval mode on device, trace BoolTensor[epochs, N])``.
 
     ``trace[t, i]`` is whether example ``i`` was classified correctly by the training forward pass
     of the minibatch that presented it in epoch ``t`` (before that minibatch's update), which is
     how Toneva et al. (2019) record accuracy for forgetting events. ``on_epoch(epoch, model,
     correct)`` is called after every epoch; on a cache hit the recorded trace is replayed with
-    ``model=None`` (intermediate weights are not stored).
+    ``model=None`` (intermediate weights are not stored). ``progress`` switches the epoch bar
+    (``dcrobench.progress.bar``: True, False, None = only on a terminal).
     """
     device = torch.device(device)
     settings = ProxySettings.from_dict(settings) if not isinstance(settings, ProxySettings) else settings
@@ -156,8 +159,13 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
         except Exception as exc:  # corrupt or stale entry: retrain and overwrite
             report_damaged(path, exc)
 
-    from tqdm.auto import tqdm
-
+    # This is not dcrobench.train.train (the protocol's loop) and cannot be without moving the proxy's
+    # numbers, and with them every proxy-based selection and its cache entries: it records each
+    # example's correctness from the forward pass of the minibatch that presents it (the trace);
+    # it merges a final one-example minibatch into the previous one (batch norm); its loss is
+    # cross-entropy's own mean (train's is the mean of per-sample losses, for weights: other bits);
+    # its order comes from seed + 7919 with the global RNG untouched (train seeds both); and it
+    # stops at the first non-finite minibatch loss, before that step.
     n = len(data)
     model = seeded_model()
     gen = torch.Generator().manual_seed(int(seed) + 7919)
@@ -166,8 +174,8 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                           weight_decay=settings.weight_decay)
     trace = torch.zeros(settings.epochs, n, dtype=torch.bool)
-    bar = tqdm(range(settings.epochs), desc=f"proxy {settings.model} seed {seed}", disable=None, leave=False)
-    for epoch in bar:
+    epochs = bar(range(settings.epochs), desc=f"proxy {settings.model} seed {seed}", enabled=progress)
+    for epoch in epochs:
         model.train()
         order = torch.randperm(n, generator=gen)
         correct = torch.zeros(n, dtype=torch.bool, device=device)
@@ -185,7 +193,7 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
             opt.step()
             total_loss += loss.item() * idx.numel()
         trace[epoch] = correct.cpu()
-        bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{trace[epoch].float().mean():.3f}")
+        epochs.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{trace[epoch].float().mean():.3f}")
         if on_epoch is not None:
             on_epoch(epoch, model, trace[epoch])
     model.eval()
@@ -199,10 +207,10 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
 
 
 def train_proxy(data: ImageSet, settings: ProxySettings | dict | None, seed: int, device: torch.device | str, *,
-                on_epoch: OnEpoch | None = None) -> nn.Module:
+                on_epoch: OnEpoch | None = None, progress: bool | None = None) -> nn.Module:
     """The trained proxy model (eval mode, on ``device``); cached by (data, settings, seed)."""
     settings = ProxySettings.from_dict(settings)
-    model, _trace = train_proxy_with_trace(data, settings, seed, device, on_epoch=on_epoch)
+    model, _trace = train_proxy_with_trace(data, settings, seed, device, on_epoch=on_epoch, progress=progress)
     return model
 
 

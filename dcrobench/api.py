@@ -1,0 +1,163 @@
+"""The Python API: what the CLI does, callable from a notebook, with the same names, defaults and errors.
+
+    import dcrobench
+    records = dcrobench.run("random", "mnist5k", protocol="quick", seeds=1)
+    df = dcrobench.load_results("results")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+    import torch
+
+    from .methods import CompressedSet
+    from .protocol import Protocol
+    from .results import Record
+
+
+def _protocol(protocol: str | Path | Protocol) -> Protocol:
+    from .protocol import Protocol, load_protocol
+
+    return protocol if isinstance(protocol, Protocol) else load_protocol(str(protocol))
+
+
+def _norms(norms: str | Sequence[str]) -> tuple[str, ...]:
+    return (norms,) if isinstance(norms, str) else tuple(norms) or ("linf",)
+
+
+def run(method: str | None = None, dataset: str = "mnist5k", *, budget: int | None = None, model: str | None = None,
+        protocol: str | Path | Protocol = "quick", norms: str | Sequence[str] = ("linf",), seeds: int | None = None,
+        compressed: str | Path | None = None, results: str | Path = "results", device: str | None = None,
+        threads: int | str | None = "auto", data_root: str | Path | None = None, download: bool = False,
+        save_models: str | Path | None = None, progress: bool | None = None) -> list[Record]:
+    """Compress, train (standard and adversarial), attack and record; like ``dcrobench run``.
+
+    Give ``method`` (a name from ``dcrobench list methods``) or ``compressed`` (a file written by
+    :func:`compress`). ``protocol`` is a built-in name, a YAML path or a :class:`~dcrobench.protocol.Protocol`;
+    ``seeds`` is how many of the protocol's seeds to run (default: all). Cells already recorded under
+    ``results`` are read back, not recomputed. ``save_models`` exports every trained model there
+    (see :func:`load_model`). ``threads``: ``"auto"`` (the measured default), a number, or None (torch's).
+
+    Returns the :class:`~dcrobench.results.Record` of every requested (norm, seed) cell: ``r.scores.robust``,
+    ``r.adversarial.attacks``, ``r.to_json()``. Errors are :class:`~dcrobench.errors.DcrobenchError` with the
+    CLI's one-line messages.
+    """
+    from .device import resolve_device, set_threads
+    from .registry import registries
+    from .runner import RunRequest, run as run_cells
+
+    dev = resolve_device(device)
+    set_threads(threads, dev)
+    proto = _protocol(protocol)
+    req = RunRequest(dataset=dataset, protocol=proto, method=method,
+                     compressed_file=Path(compressed) if compressed is not None else None, budget=budget, model=model,
+                     norms=_norms(norms), seeds=tuple(proto.seed_list(seeds)),
+                     data_root=Path(data_root) if data_root is not None else None, download=download,
+                     results_dir=Path(results), device=dev, progress=progress,
+                     save_models=Path(save_models) if save_models is not None else None)
+    return run_cells(req, registries())
+
+
+def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None, seed: int = 0,
+             protocol: str | Path | Protocol = "quick", out: str | Path | None = None, device: str | None = None,
+             threads: int | str | None = "auto", data_root: str | Path | None = None, download: bool = False,
+             progress: bool | None = None) -> CompressedSet:
+    """Compress a dataset with one method under the protocol's parameters; like ``dcrobench compress``.
+
+    Returns the :class:`~dcrobench.methods.CompressedSet` (images in [0, 1], labels, optional weights and
+    indices); with ``out`` it is also written there (refusing to overwrite), ready for ``run(compressed=out)``.
+    """
+    from .datasets import load_dataset
+    from .device import resolve_device, set_threads
+    from .errors import DcrobenchError
+    from .fileio import ensure_writable_dir
+    from .registry import registries
+    from .runner import RunRequest, compress as compress_set, resolve
+
+    if out is not None:
+        out = Path(out)
+        if out.exists():
+            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+        ensure_writable_dir(out.parent, "output folder")
+    dev = resolve_device(device)
+    set_threads(threads, dev)
+    setup = resolve(RunRequest(dataset=dataset, protocol=_protocol(protocol), method=method, budget=budget, device=dev),
+                    registries())
+    train_set, _ = load_dataset(setup.dataset, Path(data_root) if data_root is not None else None, download)
+    comp = compress_set(setup, train_set, seed, dev, progress)
+    if out is not None:
+        comp.save(out)
+    return comp
+
+
+def sweep(grid: str | Path, *, results: str | Path = "results", workers: int = 1, executor: str = "local",
+          device: str | None = None, threads: int | str | None = "auto", progress: bool | None = None,
+          ray_address: str | None = None) -> dict[str, Any]:
+    """Run every missing cell of a grid file (``benchmarks/grids/``); like ``dcrobench sweep``.
+
+    Returns the summary: tasks, already_done, ran, failed, failures (one dict per failed task, with its cell and
+    error), stages computed and loaded. A failing task does not stop the others.
+    """
+    from .device import resolve_threads
+    from .scheduler import load_grid, run_sweep
+
+    import logging
+
+    return run_sweep(load_grid(grid), Path(results), executor=executor, workers=workers, device=device,
+                     threads=resolve_threads(threads, device), progress=progress,
+                     log=logging.getLogger("dcrobench").info, ray_address=ray_address)
+
+
+def load_results(folder: str | Path = "results") -> pandas.DataFrame:
+    """Every valid record under ``folder`` as a DataFrame, one row per record.
+
+    Columns: the cell (protocol, protocol_version, protocol_hash, method, kind, dataset, budget, model, norm, eps,
+    seed), the scores (standard_score, robust_score), each model's clean and robust accuracy, each attack's accuracy
+    (``adv_<attack>``, ``std_<attack>``), the costs (compress_s, proxy_s, train_s, eval_s, peak_mem_mb), device,
+    created_at and path. Invalid or duplicate records are left out with a warning on the ``dcrobench`` logger, as
+    ``dcrobench leaderboard render`` leaves them out.
+    """
+    import logging
+
+    import pandas as pd
+
+    from .errors import DcrobenchError
+    from .validation import check_results
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DcrobenchError(f"results folder {folder} does not exist")
+    checked = check_results(folder)
+    for line in checked.invalid_lines() + checked.duplicate_lines():
+        logging.getLogger("dcrobench").warning("%s (left out)", line)
+    rows = []
+    for r in checked.records:
+        k = r.key
+        row: dict[str, Any] = {
+            "protocol": k.protocol, "protocol_version": k.protocol_version, "protocol_hash": k.protocol_hash,
+            "method": k.method, "kind": r.method.kind, "dataset": k.dataset, "budget": k.budget, "model": k.model,
+            "norm": k.norm, "eps": r.eps, "seed": k.seed,
+            "standard_score": r.scores.standard, "robust_score": r.scores.robust,
+            "std_clean_acc": r.standard.clean_acc, "std_robust_acc": r.standard.robust_acc,
+            "adv_clean_acc": r.adversarial.clean_acc, "adv_robust_acc": r.adversarial.robust_acc,
+        }
+        row.update({f"std_{a}": acc for a, acc in r.standard.attacks.items()})
+        row.update({f"adv_{a}": acc for a, acc in r.adversarial.attacks.items()})
+        row.update({c: r.cost.get(c) for c in ("compress_s", "proxy_s", "train_s", "eval_s", "peak_mem_mb")})
+        row.update({"device": r.env.get("device"), "created_at": r.created_at, "path": r.path})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A model exported by ``run(save_models=...)`` / ``dcrobench run --save-models``, as a plain
+    ``torch.nn.Module`` in eval mode taking [0, 1] pixels (it normalises inside); ``path`` is its
+    ``.safetensors`` or ``.json`` file. The spec (architecture, training, protocol) is in the ``.json``."""
+    from .export import load_model as load
+
+    return load(path, device)
