@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -16,6 +17,13 @@ LIST_KINDS = ("methods", "datasets", "models", "attacks", "protocols")
 def _fail(exc: Exception) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
+
+
+def _interrupted(results_dir: Path | None) -> None:
+    """Ctrl-C: say what is kept and how to resume instead of a traceback or click's bare "Aborted!"."""
+    kept = f" (stage cache {results_dir / '_stages'})" if results_dir is not None else ""
+    click.echo(f"interrupted: finished records and stages are kept{kept}; re-run the same command to resume", err=True)
+    sys.exit(130)
 
 
 def _warn_failures(regs) -> None:
@@ -39,6 +47,13 @@ def main() -> None:
     if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
         logger.addHandler(_EchoHandler(logging.WARNING))
         logger.propagate = False
+
+
+DESCRIPTION_WIDTH = 64
+PROTOCOL_HASH_NOTE = textwrap.fill(
+    "The hash above is the protocol file's. Each record carries its method's own hash instead: the protocol with "
+    "only that method's parameters (other methods' blocks left out), so tuning one method never orphans another's "
+    "records. `dcrobench run` prints both.", 100, initial_indent="\n")
 
 
 @main.command("list")
@@ -76,7 +91,10 @@ def list_cmd(kind: str | None) -> None:
             rows = [[n, reg.source(n), reg.origin(n).provider, text(reg.get(n), "description")] for n in reg]
         headers = {"methods": ["method", "kind", "plugin", "distribution", "description"],
                    "protocols": ["protocol", "version", "hash", "description"]}.get(k, [k[:-1], "plugin", "distribution", "description"])
-        click.echo(f"\n{k}:\n" + tabulate(rows, headers=headers, tablefmt="simple"))
+        widths = [None] * (len(headers) - 1) + [DESCRIPTION_WIDTH]  # long descriptions wrap, lines stay short
+        click.echo(f"\n{k}:\n" + tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=widths))
+        if k == "protocols":
+            click.echo(PROTOCOL_HASH_NOTE)
     if regs.failures:
         click.echo("\nbroken plugins and name conflicts (skipped):")
         for failure in regs.failures:
@@ -149,6 +167,8 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
                           data_root=data_root, download=download, save_models=save_models, progress=progress)
     except DcrobenchError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted(results_dir)
     rows = [[r.method.name, r.dataset, r.budget.ipc or "full", r.model, r.norm, r.seed,
              f"{100 * r.standard.clean_acc:.2f}", f"{100 * r.standard.robust_acc:.2f}",
              f"{100 * r.adversarial.clean_acc:.2f}", f"{100 * r.adversarial.robust_acc:.2f}",
@@ -167,7 +187,8 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
 @click.option("--protocol", "-p", default="quick", show_default=True, help="supplies the method's parameters")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="file to write (never overwritten)")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), help="where torchvision datasets live")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
 @click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 @click.option("--threads", default="auto", show_default=True, help=THREADS_HELP)
@@ -190,13 +211,16 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
 
 @main.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="results folder (records and the stage cache)")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process or a process pool; ray: Ray tasks")
 @click.option("--workers", type=int, default=1, show_default=True, help="parallel tasks (processes or Ray tasks)")
 @click.option("--ray-address", help="connect to a running Ray cluster (default: start a local one)")
 @click.option("--device", help="cpu, cuda, cuda:1, ... for every task (default: cuda when available)")
 @click.option("--threads", default="auto", show_default=True, help=THREADS_HELP + ", per task")
-@click.option("--progress/--no-progress", default=None)
+@click.option("--progress/--no-progress", default=None, help="a progress bar over tasks (default: when attached to a "
+              "terminal; one line per task otherwise)")
 def sweep(grid_file, results_dir, executor, workers, ray_address, device, threads, progress) -> None:
     """Run every cell of a grid file; re-running resumes (finished records and stages are kept).
 
@@ -214,6 +238,8 @@ def sweep(grid_file, results_dir, executor, workers, ray_address, device, thread
         grid = load_grid(grid_file)
         summary = run_sweep(grid, results_dir, executor=executor, workers=workers, device=device, threads=threads,
                             progress=progress, log=lambda m: click.echo(m, err=True), ray_address=ray_address)
+    except KeyboardInterrupt:
+        _interrupted(results_dir)
     except SweepInterrupted as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(128 + exc.signum)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cache import cache_root
 from .errors import DatasetError
 from .imageset import ImageSet
 
@@ -73,7 +74,7 @@ def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
 
 
 def load_dataset(spec: DatasetSpec, root: str | Path | None, download: bool) -> tuple[ImageSet, ImageSet]:
-    root_path = Path(root or Path.home() / ".cache" / "dcrobench" / "data").expanduser()
+    root_path = Path(root or cache_root() / "data").expanduser()
     train, test = _load_embedded_cached(spec) if spec.cache_tensors else spec.load(root_path, download)
     for part in (train, test):
         if part.images.shape[1:] != (spec.channels, spec.size, spec.size):

@@ -50,8 +50,8 @@ def resolve_threads(n: int | str | None, device: torch.device | str | None = Non
 
 def auto_threads(device: torch.device | str | None = None) -> int:
     """The default thread count, chosen from benchmarks/perf/threads.md: the cores this process may use
-    that are not already busy (1-minute load average), at least 1 — on a shared 2-core machine that is 1
-    thread, torch's default there (2) ran the quick protocol several times slower with one core taken."""
+    that are not already busy (1-minute load average), at least 1; on 2 cores or fewer always 1: torch's
+    default there was 20% faster idle but 2x slower with one core taken (the table's measurement)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

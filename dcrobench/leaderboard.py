@@ -18,6 +18,7 @@ from tabulate import tabulate
 from .aggregate import KIND_ORDER, Cell, cells, fmt, mean_std, method_labels, method_order
 from .plots import PNG_MAGIC, budget_curves, scatter
 from .results import Record, safe_name
+from .webpage import PAGE_FILE, page_text, write_page
 
 KIND_TITLES = {"baseline": "Baseline", "selection": "Coreset", "condensation": "Condensation"}
 INDEX_FILE = "README.md"
@@ -221,12 +222,19 @@ def publish(records: list[Record], out_dir: Path, command: str, plots: bool = Tr
             path = out / PLOTS_DIR / spec.file
             (scatter if spec.kind == "scatter" else budget_curves)(spec.select(all_cells), path, spec.title)
             written.append(str(path))
+    page = write_page(records, out, page_plots(all_cells) if plots else [])
     atomic_write_text(out / INDEX_FILE, publish_markdown(records, command))  # last: it names the plots
-    return [str(out / INDEX_FILE), *written]
+    return [str(out / INDEX_FILE), str(page), *written]
 
 
-def check_published(records: list[Record], results_dir: Path, out_dir: Path) -> list[str]:
-    """What is missing or stale in a published folder, one line each: the index and every plot publish writes."""
+def page_plots(cells_: list[Cell]) -> list[tuple[str, str]]:
+    """(title, path relative to the published folder) of every plot, for the web page."""
+    return [(spec.title, f"{PLOTS_DIR}/{spec.file}") for spec in plot_specs(cells_)]
+
+
+def check_published(records: list[Record], results_dir: Path, out_dir: Path, plots: bool = True) -> list[str]:
+    """What is missing or stale in a published folder, one line each: the index, the web page and every plot
+    publish writes (``plots=False``: a folder published with ``--no-plots``)."""
     out = Path(out_dir)
     hint = f"run `dcrobench leaderboard publish --results {results_dir} --out {out_dir}`"
     problems = []
@@ -239,7 +247,15 @@ def check_published(records: list[Record], results_dir: Path, out_dir: Path) -> 
         problems.append(f"{index}: missing: {hint}")
     except OSError as exc:
         problems.append(f"{index}: cannot be read ({exc.strerror or exc})")
-    for spec in plot_specs(cells(records)):
+    page = out / PAGE_FILE
+    try:
+        if page.read_text(encoding="utf-8") != page_text(records, page_plots(cells(records)) if plots else []):
+            problems.append(f"{page}: out of date with the records: {hint}")
+    except FileNotFoundError:
+        problems.append(f"{page}: missing: {hint}")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{page}: cannot be read ({exc})")
+    for spec in plot_specs(cells(records)) if plots else []:
         path = out / PLOTS_DIR / spec.file
         try:
             with open(path, "rb") as fh:

@@ -3,9 +3,10 @@
 A method receives the training set (images in [0, 1], labels), a per-class budget (images per
 class, the dataset-condensation convention), a seed and a device. It returns images, labels,
 optional per-sample weights (used by the weighted training loss), the chosen indices for selection
-methods, and metadata. ``CompressionMethod.run`` wraps ``compress`` with the checks and the
-bookkeeping every method shares (budget validation, timing, realised per-class counts), so a
-plugin only writes the algorithm.
+methods, and ``meta``: what the method itself reports about its run (objective values, loss curves;
+recorded under the record's ``compression``). ``CompressionMethod.run`` wraps ``compress`` with
+the checks and the bookkeeping every method shares (budget validation, timing, realised per-class
+counts) and attaches the set's ``Provenance``, so a plugin only writes the algorithm.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +27,54 @@ from .imageset import ImageSet
 COMPRESSED_FORMAT_VERSION = 1
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a compressed set comes from: written once, by ``CompressionMethod.run``, never by a method.
+
+    Files keep it flat in their metadata JSON beside the method's own ``meta`` (the format every
+    dcrobench version wrote), so a saved set says which method, parameters and training set made it.
+    """
+
+    method: str
+    dataset: str
+    data_fingerprint: str
+    method_version: str = ""
+    kind: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    per_class_counts: list[int] = field(default_factory=list)
+    budget: int | None = None
+    seed: int | None = None
+    #: the plugin that provided the method (``distribution``, ``version``, ``plugin``)
+    source: dict[str, str] | None = None
+    compress_s: float = 0.0
+    #: training time of a proxy model shared between methods (part of ``compress_s``)
+    proxy_s: float = 0.0
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("method", "dataset", "data_fingerprint")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def to_meta(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.keys()}
+
+    @classmethod
+    def split_meta(cls, meta: dict[str, Any]) -> tuple[Provenance | None, dict[str, Any]]:
+        """(provenance, the method's own metadata) from a file's flat metadata; no provenance when a
+        required key is missing or not a non-empty string (the caller names them)."""
+        own = {k: v for k, v in meta.items() if k not in cls.keys()}
+        if any(not isinstance(meta.get(k), str) or not meta.get(k) for k in cls.REQUIRED):
+            return None, dict(meta)
+        return cls(**{k: meta[k] for k in cls.keys() if k in meta}), own
+
+    def recorded(self) -> dict[str, Any]:
+        """The fields a record's ``compression`` block repeats (params, counts, source and costs have
+        their own fields in the record)."""
+        return {k: getattr(self, k) for k in ("method", "method_version", "kind", "dataset", "data_fingerprint",
+                                              "budget", "seed")}
+
+
 @dataclass
 class CompressedSet:
     images: torch.Tensor
@@ -33,6 +82,11 @@ class CompressedSet:
     weights: torch.Tensor | None = None
     indices: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: set by ``CompressionMethod.run`` (or read from a file); ``None`` for a bare ``compress`` result
+    provenance: Provenance | None = None
+    #: the method's own count of its compression seconds, for work ``run`` cannot time: sessions of
+    #: a resumed run, a result the method loaded from its own cache (``None``: ``run`` times it)
+    own_seconds: float | None = None
     #: per-sample radius generalized adversarial training may add to eps (paper Def. 5: the eta of the
     #: sample's class), in the norm ``extra_radius_norm``; used when the protocol asks for eps+eta
     extra_radius: torch.Tensor | None = None
@@ -70,8 +124,11 @@ class CompressedSet:
             "format_version": COMPRESSED_FORMAT_VERSION,
             "images": self.images.detach().cpu().float(),
             "labels": self.labels.detach().cpu().long(),
-            "meta_json": json.dumps(self.meta, sort_keys=True),
+            "meta_json": json.dumps({**self.meta, **(self.provenance.to_meta() if self.provenance else {})},
+                                    sort_keys=True),
         }
+        if self.own_seconds is not None:
+            payload["own_seconds"] = float(self.own_seconds)
         if self.weights is not None:
             payload["weights"] = self.weights.detach().cpu().float()
         if self.indices is not None:
@@ -109,12 +166,21 @@ class CompressedSet:
             raise bad(f"metadata is not JSON ({one_line(exc)})") from None
         if not isinstance(meta, dict):
             raise bad("metadata is not a JSON object")
+        own_seconds = payload.get("own_seconds")
+        if own_seconds is not None and (isinstance(own_seconds, bool) or not isinstance(own_seconds, (int, float))):
+            raise bad("'own_seconds' is not a number")
         norm = payload.get("extra_radius_norm")
         if norm is not None and not isinstance(norm, str):
             raise bad("'extra_radius_norm' is not a string")
+        try:
+            provenance, own = Provenance.split_meta(meta)
+        except TypeError as exc:  # a key of the wrong kind
+            raise bad(f"metadata does not describe its provenance ({one_line(exc)})") from None
+        if provenance is None and own_seconds is None and isinstance(own.get("compress_s"), (int, float)):
+            own_seconds = float(own.pop("compress_s"))  # a method's cache file from before own_seconds
         return cls(images=payload["images"], labels=payload["labels"], weights=payload.get("weights"),
-                   indices=payload.get("indices"), meta=meta, extra_radius=payload.get("extra_radius"),
-                   extra_radius_norm=norm)
+                   indices=payload.get("indices"), meta=own, provenance=provenance, own_seconds=own_seconds,
+                   extra_radius=payload.get("extra_radius"), extra_radius_norm=norm)
 
 
 class CompressionMethod:
@@ -138,6 +204,9 @@ class CompressionMethod:
     #: ``True`` when the result depends on the seed (random, proxy-model based, condensation).
     uses_seed: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {}
+    #: shared protocol blocks (``dcrobench.protocol.SHARED_BLOCKS``, e.g. ``"proxy"``) the method takes
+    #: as the parameter of the same name, so methods sharing a proxy model share its settings
+    protocol_blocks: ClassVar[tuple[str, ...]] = ()
     #: progress bars inside ``compress``: True, False, or None (only on a terminal); set by ``run``
     progress: bool | None = None
 
@@ -158,10 +227,11 @@ class CompressionMethod:
         return {}
 
     def run(self, data: ImageSet, budget: int, seed: int, device: torch.device,
-            progress: bool | None = None) -> CompressedSet:
-        """Validate the request, call ``compress``, check the result and fill common metadata.
+            progress: bool | None = None, source: dict[str, str] | None = None) -> CompressedSet:
+        """Validate the request, call ``compress``, check the result and attach its ``Provenance``.
 
-        ``progress`` is what ``compress`` reads as ``self.progress`` (draw with ``dcrobench.progress.bar``).
+        ``progress`` is what ``compress`` reads as ``self.progress`` (draw with ``dcrobench.progress.bar``);
+        ``source`` names the plugin that provided the method (the registry's origin).
         """
         self.progress = progress
         if self.uses_budget:
@@ -182,14 +252,18 @@ class CompressionMethod:
             validate_indices(result, data)
         except DataValidationError as exc:
             raise MethodError(f"method '{self.name}' returned an invalid compressed set: {exc}") from None
-        result.meta.setdefault("method", self.name)
-        result.meta.setdefault("method_version", self.version)
-        result.meta.setdefault("kind", self.kind)
-        result.meta["params"] = json_safe(self.params)
-        result.meta["per_class_counts"] = result.per_class_counts(data.num_classes)
+        clash = sorted(set(result.meta) & set(Provenance.keys()))
+        if clash:
+            raise MethodError(f"method '{self.name}' put {', '.join(clash)} in its metadata; the engine records "
+                              "those itself (CompressedSet.provenance)")
         # a proxy loaded from the cache reports what it cost to train, so the cost is order-independent
-        result.meta.setdefault("proxy_s", shared.original_s)
-        result.meta.setdefault("compress_s", max(0.0, elapsed - shared.spent_s) + shared.original_s)
+        result.provenance = Provenance(
+            method=self.name, dataset=data.name, data_fingerprint=data.fingerprint(), method_version=self.version,
+            kind=self.kind, params=json_safe(self.params), per_class_counts=result.per_class_counts(data.num_classes),
+            budget=budget if self.uses_budget else None, seed=seed, source=source,
+            compress_s=(result.own_seconds if result.own_seconds is not None
+                        else max(0.0, elapsed - shared.spent_s) + shared.original_s),
+            proxy_s=shared.original_s)
         return result
 
 

@@ -78,6 +78,7 @@ class Protocol:
     epsilon_linf: dict[str, float] = field(default_factory=dict)
     evaluation: EvalSettings = EvalSettings()
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-attack settings, owned by the attack plugins
+    #: a block shared by several methods (those naming it in ``protocol_blocks``): the proxy model
     proxy: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -118,10 +119,16 @@ class Protocol:
         over = self.train_overrides.get(method, {})
         return dataclasses.replace(self.train, **over) if over else self.train
 
-    def method_params(self, method: str, accepted: dict[str, Any]) -> dict[str, Any]:
+    def method_params(self, method: str, blocks: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The method's parameters: its ``methods.<name>`` block, plus each shared protocol block the
+        method takes (``CompressionMethod.protocol_blocks``) as the parameter of that name, unless its
+        own block sets it."""
         params = dict(self.methods.get(method, {}))
-        if "proxy" in accepted and "proxy" not in params:
-            params["proxy"] = dict(self.proxy)
+        for block in blocks:
+            if block not in SHARED_BLOCKS:
+                raise ProtocolError(f"method '{method}' asks for protocol block '{block}'; shared blocks: "
+                                    f"{', '.join(SHARED_BLOCKS)}")
+            params.setdefault(block, dict(getattr(self, block)))
         return params
 
     def seed_list(self, n: int | None) -> list[int]:
@@ -130,6 +137,10 @@ class Protocol:
         if n < 1:
             raise ProtocolError(f"--seeds must be at least 1, got {n}")
         return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
+
+
+#: top-level protocol blocks a method may take as a parameter (``CompressionMethod.protocol_blocks``)
+SHARED_BLOCKS = ("proxy",)
 
 
 def _hash(content: dict[str, Any]) -> str:

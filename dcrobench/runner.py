@@ -22,7 +22,7 @@ from .costs import StageCost
 from .errors import DataValidationError, DcrobenchError, MethodError
 from .fileio import ensure_writable_dir
 from .imageset import ImageSet
-from .methods import CompressedSet, CompressionMethod, json_safe, validate_compressed
+from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed
 from .protocol import Protocol
 from .registry import Registries
 from .results import SCHEMA_VERSION, Budget, CellKey, Evaluation, MethodRef, ProtocolRef, Record, Scores, read_record, \
@@ -34,7 +34,6 @@ from .validation import record_errors
 logger = logging.getLogger("dcrobench")
 
 #: metadata a saved set must carry to be scored: what made it, and from which training set
-FILE_META_REQUIRED = ("method", "dataset", "data_fingerprint")
 
 
 @dataclass
@@ -80,21 +79,20 @@ def resolve(req: RunRequest, regs: Registries) -> RunSetup:
     attacks = configure_attacks(req.protocol.evaluation.attacks, req.protocol.attacks, regs.attacks.get)
     if req.method is not None:
         cls = regs.methods.get(req.method)
-        method = cls(**req.protocol.method_params(req.method, cls.default_params))
+        method = cls(**req.protocol.method_params(req.method, cls.protocol_blocks))
         budget = req.budget if req.budget is not None else req.protocol.budget
         return RunSetup(dataset, model_name, model_spec.build, attacks, req.method, method, None,
                         budget if cls.uses_budget else None, source=_origin(regs, req.method))
     compressed, name, budget = load_compressed_file(Path(req.compressed_file), dataset)
     return RunSetup(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
-                    source=_file_source(compressed.meta))
+                    source=_file_source(compressed.provenance.source))
 
 
 def _origin(regs: Registries, method: str) -> dict[str, str]:
     return regs.methods.origin(method).as_dict()
 
 
-def _file_source(meta: dict[str, Any]) -> dict[str, str]:
-    src = meta.get("source")
+def _file_source(src: Any) -> dict[str, str]:
     if isinstance(src, dict) and all(isinstance(src.get(k), str) for k in ("distribution", "version", "plugin")):
         return {k: src[k] for k in ("distribution", "version", "plugin")}
     return {"distribution": "unknown", "version": "", "plugin": ""}
@@ -111,13 +109,13 @@ def load_compressed_file(path: Path, dataset: DatasetSpec) -> tuple[CompressedSe
     def bad(why: str) -> MethodError:
         return MethodError(f"compressed-set file {path}: {why}")
 
-    meta = comp.meta
-    missing = [k for k in FILE_META_REQUIRED if not isinstance(meta.get(k), str) or not meta.get(k)]
-    if missing:
+    prov = comp.provenance
+    if prov is None:
+        missing = [k for k in Provenance.REQUIRED if not isinstance(comp.meta.get(k), str) or not comp.meta.get(k)]
         raise bad(f"metadata lacks {', '.join(missing)} (files written by `dcrobench compress` carry them)")
-    if meta["dataset"] != dataset.name:
-        raise bad(f"it was made from dataset '{meta['dataset']}', not '{dataset.name}'")
-    budget = meta.get("budget")
+    if prov.dataset != dataset.name:
+        raise bad(f"it was made from dataset '{prov.dataset}', not '{dataset.name}'")
+    budget = prov.budget
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
         raise bad(f"metadata budget must be a positive integer or null, got {budget!r}")
     try:
@@ -127,7 +125,7 @@ def load_compressed_file(path: Path, dataset: DatasetSpec) -> tuple[CompressedSe
     comp.images, comp.labels = comp.images.float(), comp.labels.long()
     if comp.weights is not None:
         comp.weights = comp.weights.float()
-    return comp, f"{meta['method']} (file {comp.content_hash()[:8]})", budget
+    return comp, f"{prov.method} (file {comp.content_hash()[:8]})", budget
 
 
 def build_model(res: RunSetup, protocol: Protocol, seed: int) -> torch.nn.Module:
@@ -139,19 +137,13 @@ def build_model(res: RunSetup, protocol: Protocol, seed: int) -> torch.nn.Module
 def compress(res: RunSetup, train_set: ImageSet, seed: int, device: torch.device,
              progress: bool | None = None) -> CompressedSet:
     if res.compressed is not None:
-        fp = res.compressed.meta.get("data_fingerprint")
+        fp = res.compressed.provenance.data_fingerprint
         if fp != train_set.fingerprint():
             raise MethodError(f"the compressed set was made from a different training set than '{train_set.name}' "
                               f"(fingerprint {fp} vs {train_set.fingerprint()})")
         return res.compressed
     assert res.method is not None
-    out = res.method.run(train_set, res.budget or 0, seed, device, progress=progress)
-    out.meta.setdefault("dataset", train_set.name)
-    out.meta.setdefault("data_fingerprint", train_set.fingerprint())
-    out.meta.setdefault("budget", res.budget)
-    out.meta.setdefault("seed", seed)
-    out.meta.setdefault("source", res.source)
-    return out
+    return res.method.run(train_set, res.budget or 0, seed, device, progress=progress, source=res.source)
 
 
 def adversarial_radius(compressed: CompressedSet, protocol: Protocol, norm: str, eps: float) -> tuple[torch.Tensor, dict]:
@@ -301,7 +293,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
             measured = Measurement(
                 eps=eps, standard=std_eval, adversarial=adv_eval, adversarial_training=adv_info,
                 diagnostics=res.method.diagnostics(comp, eps=eps, norm=norm) if res.method is not None else {},
-                cost={"compress_s": comp_cost.seconds, "proxy_s": float(comp.meta.get("proxy_s", 0.0)),
+                cost={"compress_s": comp_cost.seconds, "proxy_s": float(comp.provenance.proxy_s),
                       "train_s": std_cost.seconds + adv_cost.seconds,
                       "eval_s": std_eval_cost.seconds + adv_eval_cost.seconds,
                       "peak_mem_mb": peak_memory_mb(req.device),
@@ -381,14 +373,12 @@ class Measurement:
 
 def make_record(res: RunSetup, comp: CompressedSet, key: CellKey, measured: Measurement,
                 device: torch.device) -> Record:
-    # params and counts have their own fields, time spent is under "cost"
-    compression = json_safe({k: v for k, v in comp.meta.items()
-                             if k not in ("params", "per_class_counts", "compress_s", "proxy_s", "source")})
+    prov = comp.provenance
+    compression = json_safe({**comp.meta, **prov.recorded()})
     return Record(
         schema_version=SCHEMA_VERSION, dcrobench_version=__version__,
         protocol=ProtocolRef(key.protocol, key.protocol_version, key.protocol_hash),
-        method=MethodRef(res.method_name, comp.meta.get("method_version", ""), comp.meta.get("kind", ""),
-                         comp.meta.get("params", {}), res.source),
+        method=MethodRef(res.method_name, prov.method_version, prov.kind, prov.params, res.source),
         dataset=res.dataset.name,
         compressed_set={"content_hash": comp.content_hash(), "from_file": res.compressed is not None},
         budget=Budget(res.budget, comp.per_class_counts(res.dataset.num_classes), len(comp), comp.weights is not None),

@@ -14,7 +14,10 @@ with :class:`SweepInterrupted`.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -82,6 +85,11 @@ def run_local(tasks: Iterable[Task], results_dir: Path, device: str | None, thre
                 result = task_failure(futures[fut], exc)
             on_done(result)
         finished = True
+    except KeyboardInterrupt:
+        logging.getLogger("dcrobench").warning(
+            "interrupted: stopping %d worker(s); finished records and stages are kept, re-run the same command to resume",
+            workers)
+        raise
     finally:
         if not finished:  # interrupted (signal, Ctrl-C, a bug in on_done): no worker may go on alone
             stop_workers(pool)
@@ -152,6 +160,19 @@ def run_sweep(grid: Grid, results_dir: Path, *, executor: str = "local", workers
         summary["failures"].append({"cell": cell, **result})
         log(f"failed: {cell}: {result['error']}")
 
+    started = time.perf_counter()
+
+    def task_line(result: dict) -> None:
+        """One line per finished task: which cell, its seconds, stages computed or loaded, done/total."""
+        stages = ", ".join(f"{how} {sum(result[how].values())}" for how in ("computed", "loaded") if result[how])
+        line = (f"[{done + summary['ran'] + summary['failed']}/{total}] {Task.from_payload(result['task']).cell}: "
+                f"{result['records']} record(s) in {result['seconds']:.1f} s (stages {stages or 'none'}; "
+                f"{time.perf_counter() - started:.0f} s elapsed)")
+        if bar.disable:
+            log(line)
+        else:
+            bar.write(line, file=sys.stderr)
+
     def on_done(result: dict) -> None:
         if "error" in result:
             fail(result)
@@ -160,6 +181,7 @@ def run_sweep(grid: Grid, results_dir: Path, *, executor: str = "local", workers
             for k in ("computed", "loaded"):
                 for stage, n in result[k].items():
                     summary[k][stage] = summary[k].get(stage, 0) + n
+            task_line(result)
         bar.update(1)
         finished = summary["ran"] + summary["failed"] - len(unresolved)
         running = max(0, min(workers, len(tasks) - finished))

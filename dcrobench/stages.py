@@ -57,14 +57,14 @@ class StageStore:
             try:
                 comp = CompressedSet.load(path)
                 self.loaded["compress"] += 1
-                return comp, StageCost(float(comp.meta.get("compress_s", 0.0)), cached=True)
+                return comp, StageCost(float(comp.provenance.compress_s), cached=True)
             except Exception as exc:
                 self.report_damaged(path, exc)
         comp = make()
         self.computed["compress"] += 1
         if path is not None:
             comp.save(path)
-        return comp, StageCost(float(comp.meta.get("compress_s", 0.0)), cached=False)
+        return comp, StageCost(float(comp.provenance.compress_s), cached=False)
 
     def model(self, key: str, build: Callable[[], nn.Module], fit: Callable[[nn.Module], dict]) -> tuple[nn.Module, StageCost]:
         """A trained model: loaded from its stage file or built and trained (``fit`` returns stats)."""

@@ -52,7 +52,7 @@ def check_output(result, budget: int, num_classes: int = 3) -> None:
     assert torch.bincount(result.labels, minlength=num_classes).tolist() == [budget] * num_classes
     assert float(result.images.min()) >= 0.0 and float(result.images.max()) <= 1.0
     assert result.indices is None and result.weights is None
-    assert result.meta["compress_s"] > 0 and result.meta["loss_final"] is not None
+    assert result.provenance.compress_s > 0 and result.meta["loss_final"] is not None
 
 
 # ---------------------------------------------------------------------------------- DSA

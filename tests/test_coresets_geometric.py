@@ -180,7 +180,7 @@ def test_plugin_run_returns_exact_budget(tiny, name, params):
     cls = {c.name: c for c in gm.register_methods()}[name]
     method = cls(proxy=TINY_PROXY, **params)
     out = method.run(tiny, 4, seed=0, device=torch.device("cpu"))
-    assert out.meta["per_class_counts"] == [4, 4, 4]
+    assert out.provenance.per_class_counts == [4, 4, 4]
     assert out.indices.unique().numel() == 12
     assert torch.equal(tiny.labels[out.indices], out.labels)
     assert len(out.meta["per_class"]) == 3

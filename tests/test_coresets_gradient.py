@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dcrobench.errors import ProtocolError
 from dcrobench.imageset import ImageSet
 from dcrobench_plugins.coresets.proxy import gradients_from_factors, train_proxy
 from dcrobench_plugins.coresets import gradient_methods as gm
@@ -115,7 +116,7 @@ def test_gradmatch_residual_decreases_with_budget():
             assert residuals[-1] < 0.5 * residuals[0]
     data = tiny_set(n_per_class=10)
     out = gm.GradMatch(proxy=PROXY).run(data, 4, 0, CPU)
-    assert out.meta["per_class_counts"] == [4, 4, 4] and (out.weights >= 0).all() and out.weights.sum() > 0
+    assert out.provenance.per_class_counts == [4, 4, 4] and (out.weights >= 0).all() and out.weights.sum() > 0
 
 
 # ----------------------------------------------------------------------------------- Glister
@@ -150,7 +151,7 @@ def test_glister_gains_match_exact_objective_on_linear_model():
 def test_glister_method_exact_budget_and_holdout():
     data = tiny_set(n_per_class=12)
     out = gm.Glister(proxy=PROXY, val_fraction=0.25).run(data, 5, 0, CPU)
-    assert out.meta["per_class_counts"] == [5, 5, 5] and out.meta["classes_without_holdout"] == []
+    assert out.provenance.per_class_counts == [5, 5, 5] and out.meta["classes_without_holdout"] == []
     with pytest.raises(Exception, match="val_fraction"):
         gm.Glister(proxy=PROXY, val_fraction=1.5).run(data, 5, 0, CPU)
 
@@ -161,12 +162,12 @@ def test_every_method_exact_per_class_budget(cls):
     data = tiny_set(n_per_class=9)
     extra = {"repeats": 2} if cls is gm.GraNd else {}
     out = cls(proxy=PROXY, **extra).run(data, 4, 1, CPU)
-    assert out.meta["per_class_counts"] == [4, 4, 4]
+    assert out.provenance.per_class_counts == [4, 4, 4]
     assert out.indices.unique().numel() == 12
     assert (out.weights is not None) == (cls in (gm.Craig, gm.GradMatch))
-    assert out.meta["params"]["proxy"] == PROXY
-    with pytest.raises(Exception, match="proxy setting"):
-        cls(proxy={"epoch": 3}).run(data, 4, 1, CPU)
+    assert out.provenance.params["proxy"] == PROXY
+    with pytest.raises(ProtocolError, match="proxy: unknown key 'epoch'"):  # refused before any work
+        cls(proxy={"epoch": 3})
 
 
 def test_registered():

@@ -41,4 +41,4 @@ def test_installed_example_plugin_compresses_under_the_harness(installed_example
 
     comp = CompressedSet.load(out_file)
     assert comp.per_class_counts(10) == [5] * 10
-    assert comp.meta["method"] == "prototypes" and comp.meta["per_class_counts"] == [5] * 10
+    assert comp.provenance.method == "prototypes" and comp.provenance.per_class_counts == [5] * 10

@@ -121,7 +121,7 @@ def test_plugin_run_end_to_end(metric):
     data = tiny_imageset()
     method = Mcs(metric=metric)
     out = method.run(data, 3, 0, CPU)  # the harness validates shapes, indices, labels, weights
-    assert out.meta["per_class_counts"] == [3, 3, 3]
+    assert out.provenance.per_class_counts == [3, 3, 3]
     assert out.meta["metric"] == metric
     etas = out.meta["eta_per_class"]
     assert out.extra_radius_norm == out.meta["metric"]

@@ -14,17 +14,17 @@ def test_random_is_class_balanced_seeded_and_unique():
     a = Random().run(data, 5, seed=1, device=CPU)
     b = Random().run(data, 5, seed=1, device=CPU)
     c = Random().run(data, 5, seed=2, device=CPU)
-    assert a.meta["per_class_counts"] == [5, 5, 5]
+    assert a.provenance.per_class_counts == [5, 5, 5]
     assert torch.equal(a.indices, b.indices) and not torch.equal(a.indices, c.indices)
     assert a.indices.unique().numel() == 15
     assert torch.equal(a.images, data.images[a.indices]) and torch.equal(a.labels, data.labels[a.indices])
-    assert a.meta["compress_s"] >= 0 and a.meta["method"] == "random"
+    assert a.provenance.compress_s >= 0 and a.provenance.method == "random"
 
 
 def test_full_returns_everything():
     data = blobs()
     out = Full().run(data, 1, seed=0, device=CPU)
-    assert len(out) == len(data) and out.meta["per_class_counts"] == data.class_counts()
+    assert len(out) == len(data) and out.provenance.per_class_counts == data.class_counts()
 
 
 def test_budget_larger_than_a_class_is_a_clear_error():
@@ -84,3 +84,36 @@ def test_unreadable_compressed_file_is_a_clear_error(tmp_path):
         CompressedSet.load(tmp_path / "bad.pt")
     with pytest.raises(MethodError, match="not found"):
         CompressedSet.load(tmp_path / "missing.pt")
+
+
+def test_run_attaches_the_provenance_and_a_file_keeps_it_apart_from_the_methods_own_meta(tmp_path):
+    data = blobs(per_class=12, classes=3)
+    source = {"distribution": "dcrobench", "version": "0", "plugin": "baselines"}
+    out = Random().run(data, 4, seed=3, device=CPU, source=source)
+    out.meta["note"] = "the method's own"
+    p = out.provenance
+    assert (p.method, p.dataset, p.data_fingerprint, p.budget, p.seed, p.source) == \
+        ("random", data.name, data.fingerprint(), 4, 3, source)
+    out.save(tmp_path / "set.pt")
+    back = CompressedSet.load(tmp_path / "set.pt")
+    assert back.provenance == p and back.meta == {"note": "the method's own"}
+
+
+def test_a_method_cannot_write_the_engines_provenance_keys_or_hide_its_time():
+    class Liar(CompressionMethod):
+        name = "liar"
+
+        def compress(self, data, budget, seed, device):
+            idx = {c: data.class_indices(c)[:budget] for c in range(data.num_classes)}
+            return select_per_class(data, idx, meta={"seed": 0, "compress_s": 0.0})
+
+    with pytest.raises(MethodError, match="compress_s, seed in its metadata"):
+        Liar().run(blobs(), 2, seed=5, device=CPU)
+
+    class Resumed(Liar):
+        def compress(self, data, budget, seed, device):
+            out = select_per_class(data, {c: data.class_indices(c)[:budget] for c in range(data.num_classes)})
+            out.own_seconds = 123.0  # earlier sessions' time, which run cannot see
+            return out
+
+    assert Resumed().run(blobs(), 2, seed=5, device=CPU).provenance.compress_s == 123.0

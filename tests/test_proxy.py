@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dcrobench_plugins.coresets import proxy as proxy_mod
+from dcrobench.errors import ProtocolError
 from dcrobench.imageset import ImageSet
 from dcrobench_plugins.coresets.proxy import (
     ProxySettings,
@@ -34,8 +35,12 @@ def test_settings_defaults_unknown_and_hash():
     assert s.model == "mlp" and s.epochs == 3 and s.model_params == {"hidden": 16, "layers": 1}
     assert hash(s) == hash(ProxySettings.from_dict(dict(MLP)))
     assert {s: 1}[ProxySettings.from_dict(dict(MLP))] == 1
-    with pytest.raises(ValueError, match="unknown proxy setting.*'epoch'.*accepted"):
+    with pytest.raises(ProtocolError, match="proxy: unknown key 'epoch'.*epochs"):
         ProxySettings.from_dict({"epoch": 3})
+    with pytest.raises(ProtocolError, match="proxy.lr: must be greater than 0"):
+        ProxySettings.from_dict({"lr": 0})
+    with pytest.raises(ProtocolError, match="proxy.epochs: expected an integer"):
+        ProxySettings.from_dict({"epochs": "ten"})
     with pytest.raises(ValueError, match="unknown proxy model 'nope'"):
         train_proxy(tiny_set(), {**MLP, "model": "nope"}, 0, "cpu")
 

@@ -5,7 +5,7 @@ empty cache and results folder, idle and with another process keeping one core b
 spin loop, as a second user or a notebook would). Writes a markdown table (seconds and the ratio to
 1 thread in the same condition, measured in this one run) to stdout or ``--out``.
 
-    python benchmarks/perf/threads.py --seeds 1 --out benchmarks/perf/threads.md
+    python benchmarks/perf/threads.py --out benchmarks/perf/threads.md
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ def _spin(stop) -> None:
         sum(range(10_000))
 
 
-def time_run(threads: str | None, env_extra: dict[str, str], seeds: int) -> float:
+def time_run(threads: str | None, env_extra: dict[str, str], seeds: int | None) -> float:
     work = Path(tempfile.mkdtemp(prefix="dcrobench-threads-"))
     env = {**os.environ, "DCROBENCH_CACHE": str(work / "cache"), **env_extra}
     cmd = [sys.executable, "-m", "dcrobench.cli", "run", "-m", "random", "-d", "mnist5k", "-p", "quick", "--no-progress",
-           "-q", "--results", str(work / "results"), "--seeds", str(seeds)]
+           "-q", "--results", str(work / "results")]
+    if seeds is not None:
+        cmd += ["--seeds", str(seeds)]
     if threads is not None:
         cmd += ["--threads", threads]
     else:
@@ -48,7 +50,7 @@ def time_run(threads: str | None, env_extra: dict[str, str], seeds: int) -> floa
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=None, help="default: the protocol's, as README command 1")
     ap.add_argument("--out")
     args = ap.parse_args()
     rows = []
@@ -66,7 +68,8 @@ def main() -> None:
                 spinner.join()
         base = times["1 thread"]
         rows += [f"| {condition} | {label} | {t:.1f} | {t / base:.2f} |" for label, t in times.items()]
-    text = "\n".join([f"README command 1's job (random, mnist5k, quick, {args.seeds} seed(s)), {os.cpu_count()} cores, "
+    text = "\n".join([f"README command 1's job (random, mnist5k, quick, {args.seeds or 'the protocol default'} seed(s)), "
+                      f"{os.cpu_count()} cores, "
                       "one run of this script:", "",
                       "| machine | threads | seconds | × 1 thread |", "|---|---|---|---|", *rows, ""])
     print(text)

@@ -273,7 +273,6 @@ class CondensationMethod(CompressionMethod):
         tail = losses[-max(1, len(losses) // 10):] if losses else []
         meta = {
             "condensation": self.name,
-            "compress_s": total_s,           # total condensation time, all resumed sessions
             "condense_loop_s": loop_s,       # this session's optimisation loop
             "iterations": iterations,
             "resumed_from": resumed_from,
@@ -287,7 +286,8 @@ class CondensationMethod(CompressionMethod):
         }
         meta.update(self.extra_meta(ctx))
         images = ctx.pixels().cpu()
-        result = CompressedSet(images=images, labels=ctx.syn_labels.cpu(), meta=meta)
+        # total condensation time, all resumed sessions
+        result = CompressedSet(images=images, labels=ctx.syn_labels.cpu(), meta=meta, own_seconds=total_s)
         result.save(final_path)
         return result
 

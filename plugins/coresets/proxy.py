@@ -31,6 +31,7 @@ from dcrobench.errors import TrainingDivergedError
 from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
 from dcrobench.progress import bar
+from dcrobench.protocol import at_least, parse_settings
 
 PROXY_FORMAT_VERSION = 2  # 2: the entry records its training seconds
 
@@ -43,21 +44,15 @@ class ProxySettings:
 
     model: str = "convnet"
     model_params: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = at_least(1, default=10)
+    batch_size: int = at_least(1, default=128)
+    lr: float = at_least(0, default=0.01, exclusive=True)
+    momentum: float = at_least(0, default=0.9, below=1)
+    weight_decay: float = at_least(0, default=5e-4)
 
     def __post_init__(self) -> None:
         # A private copy so the frozen settings cannot change through the caller's dict.
         object.__setattr__(self, "model_params", dict(self.model_params or {}))
-        if int(self.epochs) < 1:
-            raise ValueError(f"proxy epochs must be at least 1, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"proxy batch_size must be at least 1, got {self.batch_size}")
-        if not float(self.lr) > 0:
-            raise ValueError(f"proxy lr must be positive, got {self.lr}")
 
     def __hash__(self) -> int:  # frozen dataclass with a dict field: hash the content
         return hash(self.key())
@@ -74,26 +69,10 @@ class ProxySettings:
 
     @classmethod
     def from_dict(cls, d: ProxySettings | dict[str, Any] | None) -> ProxySettings:
-        """``None`` -> defaults; unknown keys are an error naming the accepted ones."""
-        if d is None:
-            return cls()
+        """``None`` -> defaults; the protocol's own checks (unknown keys with near matches, types, ranges)."""
         if isinstance(d, ProxySettings):
             return d
-        if not isinstance(d, dict):
-            raise ValueError(f"proxy settings must be a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(f"unknown proxy setting(s) {', '.join(map(repr, unknown))}; "
-                             f"accepted: {', '.join(names)}")
-        kwargs = dict(d)
-        for k, conv in (("epochs", int), ("batch_size", int), ("lr", float), ("momentum", float),
-                        ("weight_decay", float), ("model", str)):
-            if k in kwargs and kwargs[k] is not None:
-                kwargs[k] = conv(kwargs[k])
-        if kwargs.get("model_params") is None:
-            kwargs.pop("model_params", None)
-        return cls(**kwargs)
+        return parse_settings(cls, d, "proxy")
 
 
 def build_model(settings: ProxySettings, data: ImageSet) -> nn.Module:

@@ -25,7 +25,12 @@ class ProxySelection(CompressionMethod):
 
     kind = "selection"
     uses_seed = True
+    protocol_blocks = ("proxy",)
     default_params: dict[str, Any] = {"proxy": None}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.proxy_settings()  # a bad proxy block is refused before any work
 
     def proxy_settings(self) -> ProxySettings:
         """The settings of the ``proxy`` parameter (``None``: the defaults)."""

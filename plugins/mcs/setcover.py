@@ -7,6 +7,8 @@ point ``i``. (Theorem 1: ``min ||s||_1 s.t. A s >= 1``, ``s`` binary.)
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -143,6 +145,30 @@ def packing_bound(a: np.ndarray) -> int:
 _pool_threads: int | None = None  # size of HiGHS's global thread pool, as this module last set it
 
 
+_banner_shown = False
+
+
+def silence_highs_banner() -> None:
+    """HiGHS prints its copyright banner on stdout when the process creates its first ``Highs``
+    object, before any option can be set (``output_flag`` silences only what comes after); create
+    that first one with the stdout file descriptor pointed at /dev/null, so no solve prints it."""
+    global _banner_shown
+    if _banner_shown:
+        return
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _banner_shown = True
+
+
 def highs_threads(threads: int) -> int:
     """Make HiGHS's process-wide thread pool ``threads`` wide before a run, and return ``threads``.
 
@@ -153,6 +179,7 @@ def highs_threads(threads: int) -> int:
     import highspy
 
     global _pool_threads
+    silence_highs_banner()  # every HiGHS run (LP and MILP) sets its threads here first
     threads = max(1, int(threads))
     if _pool_threads != threads:
         highspy.Highs.resetGlobalScheduler(True)
@@ -183,6 +210,7 @@ def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
     r, c = a.shape
     if r == 0:
         return 0.0, np.zeros(c)
+    silence_highs_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", highs_threads(1))

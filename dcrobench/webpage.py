@@ -1,0 +1,471 @@
+"""The leaderboard as one static web page (``index.html``): sortable, filterable tables per protocol version,
+the plots, and each entry's provenance.
+
+The page works offline from the file system: CSS and JS are inline, the plots are the PNG files beside it
+(relative paths), and the data is one JSON document inside the page that the inline script turns into tables.
+Rows are plain dicts and the page shows whatever keys they carry (:data:`COLUMNS` gives the order and format
+of the known ones), so a view can add a column by adding a key.
+
+A sort or filter can be given in the URL fragment or query, e.g. ``index.html#sort=robust_mean&dir=desc&norm=l2``;
+the page applies it on load and keeps the fragment up to date as the reader sorts and filters.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .aggregate import KIND_ORDER, Cell, cell_key, cells, mean_std
+from .results import Record
+
+PAGE_FILE = "index.html"
+DEFAULT_TITLE = "dcrobench leaderboard"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    format: str = "text"  # text | int | num | pct (a fraction shown in %, 1 decimal) | budget (None = full) | date
+    group: str = ""  # "provenance": shown muted, after the scores
+
+    @property
+    def numeric(self) -> bool:
+        return self.format in ("int", "num", "pct", "budget")
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("method", "method"),
+    Column("kind", "kind"),
+    Column("dataset", "dataset"),
+    Column("model", "model"),
+    Column("norm", "norm"),
+    Column("eps", "ε", "num"),
+    Column("budget", "budget/class", "budget"),
+    Column("seeds", "seeds", "int"),
+    Column("standard_mean", "standard %", "pct"),
+    Column("standard_std", "± std", "pct"),
+    Column("robust_mean", "robust %", "pct"),
+    Column("robust_std", "± std", "pct"),
+    Column("protocol_hash", "protocol hash", group="provenance"),
+    Column("dcrobench_version", "dcrobench", group="provenance"),
+    Column("torch_version", "torch", group="provenance"),
+    Column("device", "device", group="provenance"),
+    Column("date", "date", "date", group="provenance"),
+)
+
+#: keys that pick a row's table (one table per protocol version), not columns of it
+SECTION_KEYS = ("protocol", "version")
+
+#: (row key, kind) of the filter bar; a select lists the values present, a text filter matches a substring
+FILTERS: tuple[tuple[str, str], ...] = (
+    ("dataset", "select"), ("norm", "select"), ("budget", "select"), ("kind", "select"), ("model", "select"),
+    ("method", "text"),
+)
+
+
+# --- rows ---------------------------------------------------------------------------------------------------------
+def page_rows(cells_: Iterable[Cell], records: Iterable[Record | dict[str, Any]]) -> list[dict[str, Any]]:
+    """One plain dict per cell: what it measures, its scores (fractions, mean and population std over seeds) and
+    the provenance of its records (``records`` must hold them; matched to cells by :func:`cell_key`)."""
+    by_cell: dict[tuple, list[Record]] = {}
+    for r in records:
+        r = r if isinstance(r, Record) else Record.from_json(r)
+        by_cell.setdefault(cell_key(r), []).append(r)
+    rows = [{**_cell_fields(c), **_provenance(by_cell.get(_key_of(c), []))} for c in cells_]
+    return sorted(rows, key=_row_order)
+
+
+def _key_of(c: Cell) -> tuple:
+    return (c.protocol, c.version, c.hash, c.dataset, c.norm, c.model, c.method, c.budget)
+
+
+def _cell_fields(c: Cell) -> dict[str, Any]:
+    standard_mean, standard_std = mean_std(c.standard)
+    robust_mean, robust_std = mean_std(c.robust)
+    return {"protocol": c.protocol, "version": c.version, "method": c.method, "kind": c.kind, "dataset": c.dataset,
+            "model": c.model, "norm": c.norm, "eps": c.eps, "budget": c.budget, "seeds": c.n,
+            "standard_mean": standard_mean, "standard_std": standard_std,
+            "robust_mean": robust_mean, "robust_std": robust_std, "protocol_hash": c.hash}
+
+
+def _provenance(records: list[Record]) -> dict[str, Any]:
+    """Versions and devices of a cell's records (distinct values joined), and the newest record's date."""
+    return {"dcrobench_version": _distinct(r.dcrobench_version for r in records),
+            "torch_version": _distinct(r.env.get("torch") for r in records),
+            "device": _distinct(r.env.get("device") for r in records),
+            "date": max((r.created_at for r in records), key=_instant, default="")}
+
+
+def _distinct(values: Iterable[Any]) -> str:
+    return ", ".join(sorted({str(v) for v in values if v not in (None, "")}))
+
+
+def _instant(text: str) -> tuple:
+    try:
+        return (1, datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), text)
+    except (ValueError, TypeError, OverflowError):  # naive or odd dates still give a stable order
+        return (0, 0.0, str(text))
+
+
+def _row_order(row: dict[str, Any]) -> tuple:
+    """Protocol, newest version first, then dataset, norm, model, budget (the full set first), kind, method."""
+    return (row["protocol"], -row["version"], row["dataset"], row["norm"], row["model"], row["budget"] is not None,
+            row["budget"] or 0, KIND_ORDER.get(row["kind"], 9), row["method"], row["protocol_hash"])
+
+
+# --- the page -----------------------------------------------------------------------------------------------------
+def render_page(rows: Sequence[dict[str, Any]], plots: Sequence[tuple[str, str]] = (), title: str = DEFAULT_TITLE,
+                columns: Sequence[Column] = COLUMNS) -> str:
+    """The page of ``rows`` (see :func:`page_rows`) and ``plots`` ((title, path relative to the page)).
+
+    The columns are those of ``columns`` that some row carries, in that order, then any other row keys (before
+    the provenance columns, format guessed: numbers as numbers). A plot whose title starts with
+    ``"<protocol> v<version> "`` (as :class:`dcrobench.leaderboard.PlotSpec` titles do) is shown in that
+    protocol version's section, any other plot in a section of its own.
+    """
+    plots = [(str(t), str(p)) for t, p in plots]
+    shown = visible_columns(rows, columns)
+    sections = _sections(rows)
+    placed, parts = set(), []
+    for name, version, latest in sections:
+        own = [(t, p) for t, p in plots if t.startswith(f"{name} v{version} ")]
+        placed.update(own)
+        parts.append(_section_html(name, version, latest, own))
+    rest = [plot for plot in plots if plot not in placed]
+    if rest:
+        parts.append(f'<section class="plots-only">\n<h2>Plots</h2>\n{_plots_html(rest)}\n</section>')
+    if not sections:
+        parts.append('<p class="empty">No results yet.</p>')
+    data = {"columns": [asdict(c) | {"numeric": c.numeric} for c in shown], "filters": _filters(rows),
+            "rows": [_json_safe(r) for r in rows]}
+    return _PAGE.format(title=html.escape(title), css=_CSS, script=_SCRIPT, data=script_json(data),
+                        sections="\n".join(parts), entries=len(rows))
+
+
+def visible_columns(rows: Sequence[dict[str, Any]], columns: Sequence[Column] = COLUMNS) -> list[Column]:
+    """The columns the page shows for ``rows``: see :func:`render_page`."""
+    carried = list(dict.fromkeys(k for r in rows for k in r if k not in SECTION_KEYS))  # first-seen order
+    known = [c for c in columns if c.key in carried]
+    known_keys = {c.key for c in columns}
+    extra = [Column(k, k.replace("_", " "), _guess_format(rows, k)) for k in carried if k not in known_keys]
+    first_provenance = next((i for i, c in enumerate(known) if c.group == "provenance"), len(known))
+    return known[:first_provenance] + extra + known[first_provenance:]
+
+
+def _guess_format(rows: Sequence[dict[str, Any]], key: str) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    numbers = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return "num" if numbers else "text"
+
+
+def _sections(rows: Sequence[dict[str, Any]]) -> list[tuple[str, int, bool]]:
+    """(protocol, version, is the latest version) of the rows: per protocol, newest version first."""
+    versions = sorted({(r["protocol"], r["version"]) for r in rows}, key=lambda nv: (nv[0], -nv[1]))
+    latest = {}
+    for name, version in versions:
+        latest.setdefault(name, version)
+    return [(name, version, latest[name] == version) for name, version in versions]
+
+
+def _filters(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"key": key, "kind": kind} for key, kind in FILTERS if any(key in r for r in rows)]
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinities (not JSON) as null: the page shows them as missing."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def script_json(obj: Any) -> str:
+    """``obj`` as JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` appears literally, so no string
+    can close the element (``</script>``) or open a comment (``<!--``); JSON.parse reads the escapes back."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+    for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
+
+
+def _section_html(name: str, version: int, latest: bool, plots: Sequence[tuple[str, str]]) -> str:
+    heading = f"{html.escape(name)} v{version}" + ("" if latest else ' <span class="archived">archived</span>')
+    attrs = f'data-protocol="{html.escape(name)}" data-version="{version}"'
+    plots_part = f"\n<h3>Plots</h3>\n{_plots_html(plots)}" if plots else ""
+    return (f'<section class="protocol" {attrs}>\n<h2>{heading}</h2>\n<p class="count"></p>\n'
+            f'<div class="table-wrap"></div>{plots_part}\n</section>')
+
+
+def _plots_html(plots: Sequence[tuple[str, str]]) -> str:
+    figures = [f'<figure><a href="{html.escape(path)}"><img src="{html.escape(path)}" alt="{html.escape(title)}">'
+               f'</a><figcaption>{html.escape(title)}</figcaption></figure>' for title, path in plots]
+    return '<div class="plots">\n' + "\n".join(figures) + "\n</div>"
+
+
+def write_page(records: Iterable[Record | dict[str, Any]], out_dir: Path, plots: Sequence[tuple[str, str]] = (),
+               title: str = DEFAULT_TITLE) -> Path:
+    """Write ``<out_dir>/index.html`` for valid, distinct ``records``; ``plots`` as in :func:`render_page`."""
+    from .fileio import atomic_write_text
+
+    path = Path(out_dir) / PAGE_FILE
+    atomic_write_text(path, page_text(records, plots, title))
+    return path
+
+
+def page_text(records: Iterable[Record | dict[str, Any]], plots: Sequence[tuple[str, str]] = (),
+              title: str = DEFAULT_TITLE) -> str:
+    """The page's HTML for ``records`` (what ``write_page`` writes and ``leaderboard check`` compares)."""
+    records = [r if isinstance(r, Record) else Record.from_json(r) for r in records]
+    return render_page(page_rows(cells(records), records), plots, title)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<header>
+<h1>{title}</h1>
+<p class="about">Standard score: clean test accuracy of the standard-trained model. Robust score: accuracy of the
+adversarially trained model under the pointwise worst case of every attack run. Mean and population std over seeds,
+in %. One table per protocol version; versions are never mixed. Click a column header to sort.</p>
+<noscript><p class="noscript">The tables need JavaScript, which is off: the {entries} entries are in the JSON
+data inside this file, and the plots are below.</p></noscript>
+<form id="filters" class="filters" autocomplete="off"></form>
+</header>
+<main>
+{sections}
+</main>
+<footer>Generated by <code>dcrobench leaderboard publish</code>; do not edit by hand.</footer>
+<script type="application/json" id="leaderboard-data">{data}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+_CSS = """
+:root { color-scheme: light; --line: #d9dde3; --muted: #6b7280; --head: #f3f4f6; --accent: #1d4ed8; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1500px; padding: 1rem 1.5rem 2rem; color: #111827; background: #fff;
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+h1 { font-size: 1.6rem; margin: 0.2rem 0 0.4rem; }
+h2 { font-size: 1.25rem; margin: 1.8rem 0 0.3rem; padding-top: 0.6rem; border-top: 1px solid var(--line); }
+h3 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }
+.about { color: var(--muted); margin: 0 0 0.8rem; max-width: 75rem; }
+.noscript { background: #fef3c7; border: 1px solid #f59e0b; padding: 0.5rem 0.8rem; }
+.archived { font-size: 0.8rem; font-weight: normal; color: var(--muted); border: 1px solid var(--line);
+  border-radius: 3px; padding: 0 0.35rem; vertical-align: middle; }
+.filters { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: end; padding: 0.6rem 0.8rem;
+  background: var(--head); border: 1px solid var(--line); border-radius: 6px; }
+.filters label { display: flex; flex-direction: column; font-size: 0.78rem; color: var(--muted); gap: 0.15rem; }
+.filters select, .filters input, .filters button { font: inherit; font-size: 0.9rem; padding: 0.2rem 0.35rem;
+  border: 1px solid #c4c9d1; border-radius: 4px; background: #fff; color: inherit; }
+.filters input { width: 12rem; }
+.filters button { cursor: pointer; }
+.count { color: var(--muted); margin: 0 0 0.4rem; }
+.table-wrap { overflow: auto; max-height: 75vh; border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: separate; border-spacing: 0; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.25rem 0.6rem; text-align: left; white-space: nowrap; border-bottom: 1px solid #eceef1; }
+thead th { position: sticky; top: 0; z-index: 1; background: var(--head); border-bottom: 1px solid var(--line);
+  font-weight: 600; cursor: pointer; user-select: none; }
+thead th:hover { color: var(--accent); }
+thead th .arrow { display: inline-block; width: 0.8em; color: var(--accent); }
+th.num, td.num { text-align: right; }
+tbody tr:nth-child(even) td { background: #fafbfc; }
+tbody tr:hover td { background: #eef2ff; }
+td.prov { color: var(--muted); font-size: 0.85em; }
+th.prov-first, td.prov-first { border-left: 1px solid var(--line); }
+td.score { font-weight: 600; }
+tr.empty td { color: var(--muted); text-align: center; padding: 0.8rem; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 1rem; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 0.5rem; background: #fff; }
+figure img { display: block; width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 0.85rem; margin-top: 0.3rem; text-align: center; }
+footer { margin-top: 2rem; color: var(--muted); font-size: 0.85rem; }
+"""
+
+# Sorting and filtering: the state lives in the URL fragment (sort, dir, and one key per filter), read on load.
+_SCRIPT = r"""
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("leaderboard-data").textContent);
+  const columns = data.columns, filters = data.filters;
+  const rows = data.rows.map((row, index) => ({row, index}));
+  const byKey = Object.fromEntries(columns.map(c => [c.key, c]));
+  const state = {sort: null, dir: "asc", filter: {}};
+
+  function isMissing(v) { return v === null || v === undefined || v === ""; }
+
+  function display(col, v) {
+    if (isMissing(v)) return col && col.format === "budget" ? "full" : "–";
+    if (typeof v === "number" && col) {
+      if (col.format === "pct") return (100 * v).toFixed(1);
+      if (col.format === "int" || col.format === "budget") return String(v);
+      if (col.format === "num") return String(Number(v.toPrecision(4)));
+    }
+    if (col && col.format === "date") return String(v).slice(0, 16).replace("T", " ");
+    return String(v);
+  }
+
+  // the value a select filter compares: the shown text for a missing value ("full" for the full-set budget)
+  function token(key, v) { return isMissing(v) ? display(byKey[key], v) : String(v); }
+
+  function sortValue(col, v) {
+    if (isMissing(v)) return col.format === "budget" ? Infinity : null;
+    return v;
+  }
+
+  function compare(key, dir) {
+    const col = byKey[key], sign = dir === "desc" ? -1 : 1;
+    return (a, b) => {
+      const x = sortValue(col, a.row[key]), y = sortValue(col, b.row[key]);
+      if (x === null || y === null) {  // missing values last in either direction
+        return x === y ? a.index - b.index : (x === null ? 1 : -1);
+      }
+      const c = typeof x === "number" && typeof y === "number" ? (x > y) - (x < y)
+        : String(x).localeCompare(String(y), undefined, {numeric: true});
+      return c !== 0 ? sign * c : a.index - b.index;
+    };
+  }
+
+  function matches(row) {
+    return filters.every(f => {
+      const want = state.filter[f.key];
+      if (!want) return true;
+      if (f.kind === "text") return String(row[f.key] ?? "").toLowerCase().includes(want.toLowerCase());
+      return token(f.key, row[f.key]) === want;
+    });
+  }
+
+  function readLocation() {
+    const params = new URLSearchParams(location.search);
+    new URLSearchParams(location.hash.replace(/^#/, "")).forEach((v, k) => params.set(k, v));
+    const sort = params.get("sort");
+    if (sort && byKey[sort]) {
+      state.sort = sort;
+      const dir = params.get("dir");
+      state.dir = dir === "asc" || dir === "desc" ? dir : defaultDir(byKey[sort]);
+    }
+    filters.forEach(f => { if (params.get(f.key)) state.filter[f.key] = params.get(f.key); });
+  }
+
+  function writeLocation() {
+    const params = new URLSearchParams();
+    if (state.sort) { params.set("sort", state.sort); params.set("dir", state.dir); }
+    filters.forEach(f => { if (state.filter[f.key]) params.set(f.key, state.filter[f.key]); });
+    const text = params.toString();
+    try { history.replaceState(null, "", location.pathname + (text ? "#" + text : "")); } catch (e) {}
+  }
+
+  function defaultDir(col) { return col.numeric ? "desc" : "asc"; }
+
+  function el(tag, props, children) {
+    const node = document.createElement(tag);
+    Object.assign(node, props || {});
+    (children || []).forEach(child => node.append(child));
+    return node;
+  }
+
+  function buildFilters() {
+    const form = document.getElementById("filters");
+    filters.forEach(f => {
+      const label = el("label", {textContent: (byKey[f.key] || {label: f.key}).label || f.key});
+      let input;
+      if (f.kind === "text") {
+        input = el("input", {type: "search", placeholder: "contains…", value: state.filter[f.key] || ""});
+        input.addEventListener("input", () => update(f.key, input.value.trim()));
+      } else {
+        input = el("select", {}, [el("option", {value: "", textContent: "all"})]);
+        const ordered = rows.slice().sort(compare(f.key, "asc"));
+        const values = [...new Set(ordered.map(r => token(f.key, r.row[f.key])))];
+        const want = state.filter[f.key];
+        if (want && !values.includes(want)) values.push(want);  // a fragment's value that no row has
+        values.forEach(v => input.append(el("option", {value: v, textContent: v})));
+        input.value = want || "";
+        input.addEventListener("change", () => update(f.key, input.value));
+      }
+      input.name = f.key;
+      label.append(input);
+      form.append(label);
+    });
+    const reset = el("button", {type: "button", textContent: "Reset"});
+    reset.addEventListener("click", () => {
+      state.filter = {}; state.sort = null; state.dir = "asc";
+      form.querySelectorAll("select, input").forEach(i => { i.value = ""; });
+      render(); writeLocation();
+    });
+    form.append(reset);
+    form.addEventListener("submit", e => e.preventDefault());
+  }
+
+  function update(key, value) { state.filter[key] = value; render(); writeLocation(); }
+
+  function sortBy(key) {
+    if (state.sort === key) state.dir = state.dir === "asc" ? "desc" : "asc";
+    else { state.sort = key; state.dir = defaultDir(byKey[key]); }
+    render(); writeLocation();
+  }
+
+  function cellClass(col, i) {
+    const names = [];
+    if (col.numeric) names.push("num");
+    if (col.group === "provenance") names.push("prov");
+    if (col.group === "provenance" && (i === 0 || columns[i - 1].group !== "provenance")) names.push("prov-first");
+    if (col.key === "robust_mean" || col.key === "standard_mean") names.push("score");
+    return names.join(" ");
+  }
+
+  function headerRow() {
+    return el("tr", {}, columns.map((col, i) => {
+      const active = state.sort === col.key;
+      const th = el("th", {className: cellClass(col, i), scope: "col", title: "sort by " + col.label},
+        [col.label, el("span", {className: "arrow", textContent: active ? (state.dir === "asc" ? "▲" : "▼") : ""})]);
+      th.dataset.key = col.key;
+      th.setAttribute("aria-sort", active ? (state.dir === "asc" ? "ascending" : "descending") : "none");
+      th.addEventListener("click", () => sortBy(col.key));
+      return th;
+    }));
+  }
+
+  function bodyRow(row) {
+    const tr = el("tr", {className: "entry"}, columns.map((col, i) => {
+      const v = row[col.key];
+      const td = el("td", {className: cellClass(col, i), textContent: display(col, v)});
+      td.dataset.col = col.key;
+      if (!isMissing(v)) td.dataset.value = String(v);
+      if (col.format === "date" && !isMissing(v)) td.title = String(v);
+      return td;
+    }));
+    return tr;
+  }
+
+  function render() {
+    const order = rows.filter(r => matches(r.row));
+    if (state.sort) order.sort(compare(state.sort, state.dir));
+    document.querySelectorAll("section.protocol").forEach(section => {
+      const name = section.dataset.protocol, version = Number(section.dataset.version);
+      const own = rows.filter(r => r.row.protocol === name && r.row.version === version).length;
+      const shown = order.filter(r => r.row.protocol === name && r.row.version === version);
+      const body = shown.length ? shown.map(r => bodyRow(r.row))
+        : [el("tr", {className: "empty"}, [el("td", {colSpan: columns.length, textContent: "No entry matches the filters."})])];
+      const table = el("table", {}, [el("thead", {}, [headerRow()]), el("tbody", {}, body)]);
+      section.querySelector(".table-wrap").replaceChildren(table);
+      section.querySelector(".count").textContent = shown.length === own
+        ? own + (own === 1 ? " entry" : " entries") : shown.length + " of " + own + " entries shown";
+    });
+  }
+
+  readLocation();
+  buildFilters();
+  render();
+})();
+"""
