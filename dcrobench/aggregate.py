@@ -12,7 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .results import CellKey, Record
+from .stats import Comparison, Interval, bootstrap_interval, compare_flags
 
 KIND_ORDER = {"baseline": 0, "selection": 1, "condensation": 2}
 
@@ -43,10 +46,25 @@ class Cell:
     seeds: list[int] = field(default_factory=list)
     standard: list[float] = field(default_factory=list)
     robust: list[float] = field(default_factory=list)
+    #: per seed: the number of test points, their fingerprint, and per point whether the standard model was
+    #: correct / the adversarial model robust (None where a record does not say: schema 1)
+    points: list[int | None] = field(default_factory=list)
+    test_points: list[str | None] = field(default_factory=list)
+    standard_flags: list[np.ndarray | None] = field(default_factory=list)
+    robust_flags: list[np.ndarray | None] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return len(self.seeds)
+
+    def interval(self, score: str) -> Interval:
+        """The 95% interval of the cell's ``standard`` or ``robust`` score over seeds and test points."""
+        return bootstrap_interval(getattr(self, score), self.points)
+
+    @property
+    def comparable(self) -> tuple:
+        """What a method's cell and Random's must share to be compared (hashes differ per method)."""
+        return (self.protocol, self.version, self.dataset, self.model, self.norm, self.budget)
 
 
 def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
@@ -67,7 +85,44 @@ def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
         cell.seeds.append(r.seed)
         cell.standard.append(r.scores.standard)
         cell.robust.append(r.scores.robust)
+        cell.points.append(r.adversarial.n)
+        cell.test_points.append(r.adversarial.test_fingerprint
+                                if r.adversarial.test_fingerprint == r.standard.test_fingerprint else None)
+        cell.standard_flags.append(r.standard.point_flags("clean"))
+        cell.robust_flags.append(r.adversarial.point_flags("robust"))
     return sorted(out.values(), key=_order)
+
+
+def versus_random(cells_: Iterable[Cell], random: str = "random") -> dict[int, dict[str, Comparison]]:
+    """``id(cell)`` -> {"standard": ..., "robust": ...} comparisons with Random's cell of the same
+    :attr:`Cell.comparable` (exactly one Random cell there; Random itself and budget-free cells are left out),
+    paired seed by seed on the same test points (same seed, same test fingerprint, flags recorded)."""
+    cells_ = list(cells_)
+    randoms: dict[tuple, list[Cell]] = {}
+    for c in cells_:
+        if c.method == random:
+            randoms.setdefault(c.comparable, []).append(c)
+    out = {}
+    for c in cells_:
+        found = randoms.get(c.comparable, [])
+        if c.method == random or c.budget is None or len(found) != 1:
+            continue
+        out[id(c)] = {score: compare_flags(*_paired_flags(c, found[0], score)) for score in ("standard", "robust")}
+    return out
+
+
+def _paired_flags(c: Cell, r: Cell, score: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The flags of ``c`` and ``r`` for the seeds both measured on the same test points."""
+    mine, theirs = [], []
+    for i, seed in enumerate(c.seeds):
+        j = r.seeds.index(seed) if seed in r.seeds else None
+        if j is None or c.test_points[i] is None or c.test_points[i] != r.test_points[j]:
+            continue
+        a, b = getattr(c, f"{score}_flags")[i], getattr(r, f"{score}_flags")[j]
+        if a is not None and b is not None:
+            mine.append(a)
+            theirs.append(b)
+    return mine, theirs
 
 
 def _order(c: Cell) -> tuple:
@@ -94,7 +149,3 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and population standard deviation (numpy's default, as in the paper's tables)."""
     m = statistics.fmean(values)
     return m, statistics.pstdev(values) if len(values) > 1 else 0.0
-
-
-def fmt(ms: tuple[float, float]) -> str:
-    return f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"

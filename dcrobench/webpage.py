@@ -21,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .aggregate import KIND_ORDER, Cell, cell_key, cells, mean_std
+from .aggregate import KIND_ORDER, Cell, cell_key, cells, mean_std, versus_random
 from .results import Record
+from .stats import MARKERS, Comparison
 
 PAGE_FILE = "index.html"
 DEFAULT_TITLE = "dcrobench leaderboard"
@@ -32,12 +33,13 @@ DEFAULT_TITLE = "dcrobench leaderboard"
 class Column:
     key: str
     label: str
-    format: str = "text"  # text | int | num | pct (a fraction shown in %, 1 decimal) | budget (None = full) | date
+    #: text | int | num | pct (a fraction shown in %, 1 decimal) | p (a p-value, 3 decimals) | budget (None = full) | date
+    format: str = "text"
     group: str = ""  # "provenance": shown muted, after the scores
 
     @property
     def numeric(self) -> bool:
-        return self.format in ("int", "num", "pct", "budget")
+        return self.format in ("int", "num", "pct", "budget", "p")
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -53,6 +55,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("standard_std", "± std", "pct"),
     Column("robust_mean", "robust %", "pct"),
     Column("robust_std", "± std", "pct"),
+    Column("robust_low", "CI low", "pct"),
+    Column("robust_high", "CI high", "pct"),
+    Column("robust_vs_random", "Δ vs Random", "pct"),
+    Column("robust_p", "p", "p"),
+    Column("robust_verdict", "verdict"),
     Column("protocol_hash", "protocol hash", group="provenance"),
     Column("dcrobench_version", "dcrobench", group="provenance"),
     Column("torch_version", "torch", group="provenance"),
@@ -78,7 +85,10 @@ def page_rows(cells_: Iterable[Cell], records: Iterable[Record | dict[str, Any]]
     for r in records:
         r = r if isinstance(r, Record) else Record.from_json(r)
         by_cell.setdefault(cell_key(r), []).append(r)
-    rows = [{**_cell_fields(c), **_provenance(by_cell.get(_key_of(c), []))} for c in cells_]
+    cells_ = list(cells_)
+    versus = versus_random(cells_)
+    rows = [{**_cell_fields(c), **_uncertainty(c, versus.get(id(c))), **_provenance(by_cell.get(_key_of(c), []))}
+            for c in cells_]
     return sorted(rows, key=_row_order)
 
 
@@ -93,6 +103,17 @@ def _cell_fields(c: Cell) -> dict[str, Any]:
             "model": c.model, "norm": c.norm, "eps": c.eps, "budget": c.budget, "seeds": c.n,
             "standard_mean": standard_mean, "standard_std": standard_std,
             "robust_mean": robust_mean, "robust_std": robust_std, "protocol_hash": c.hash}
+
+
+def _uncertainty(c: Cell, versus: dict[str, Comparison] | None) -> dict[str, Any]:
+    """The robust score's 95% interval and, where there is one, its comparison with Random."""
+    ci = c.interval("robust")
+    row: dict[str, Any] = {"robust_low": ci.low, "robust_high": ci.high}
+    if versus is not None:
+        rob = versus["robust"]
+        row.update(robust_vs_random=rob.delta, robust_p=rob.p_value,
+                   robust_verdict=f"{MARKERS[rob.verdict]} {rob.verdict}".strip())
+    return row
 
 
 def _provenance(records: list[Record]) -> dict[str, Any]:
@@ -237,7 +258,8 @@ _PAGE = """<!DOCTYPE html>
 <h1>{title}</h1>
 <p class="about">Standard score: clean test accuracy of the standard-trained model. Robust score: accuracy of the
 adversarially trained model under the pointwise worst case of every attack run. Mean and population std over seeds,
-in %. One table per protocol version; versions are never mixed. Click a column header to sort.</p>
+in %; CI: the robust score's 95% interval (bootstrap over seeds and test points); Δ vs Random, p and verdict: the
+robust score against Random at the same budget on the same test points (exact McNemar test, 5%). One table per protocol version; versions are never mixed. Click a column header to sort.</p>
 <noscript><p class="noscript">The tables need JavaScript, which is off: the {entries} entries are in the JSON
 data inside this file, and the plots are below.</p></noscript>
 <form id="filters" class="filters" autocomplete="off"></form>
@@ -311,6 +333,7 @@ _SCRIPT = r"""
       if (col.format === "pct") return (100 * v).toFixed(1);
       if (col.format === "int" || col.format === "budget") return String(v);
       if (col.format === "num") return String(Number(v.toPrecision(4)));
+      if (col.format === "p") return v < 0.001 ? "< 0.001" : v.toFixed(3);
     }
     if (col && col.format === "date") return String(v).slice(0, 16).replace("T", " ");
     return String(v);

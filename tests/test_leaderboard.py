@@ -13,9 +13,9 @@ def test_mean_std_best_marked_and_versions_never_mixed():
     md = render_markdown(records)
     v1 = md.split("## quick v1")[1].split("## quick v2")[0]
     v2 = md.split("## quick v2")[1]
-    assert "85.00 ± 5.00" in v1 and "**45.00 ± 5.00**" in v1 and v1.split("| random")[1].splitlines()[0].endswith(" 2 |")
-    assert "70.00 ± 0.00" in v1 and "**30.00" not in v1
-    assert "10.00 ± 0.00" in v2 and "85.00" not in v2
+    assert "85.00 ± 5.00 [" in v1 and "**45.00 ± 5.00 [" in v1 and v1.split("| random")[1].splitlines()[0].endswith(" 2 |")
+    assert "70.00 [" in v1 and "(n = 1)" in v1 and "**30.00" not in v1  # one seed: n = 1, no "± 0.00"
+    assert "10.00 [" in v2 and "85.00" not in v2
 
 
 def test_tables_split_by_dataset_and_norm():
