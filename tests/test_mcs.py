@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from dcrobench_plugins.mcs import plugin as mcs_plugin
 from dcrobench_plugins.mcs.distances import DistanceOracle, pairwise
 from dcrobench_plugins.mcs.plugin import Mcs, zip_check
-from dcrobench_plugins.mcs.solver import solve_eta_mcs, solve_k_mcs
+from dcrobench_plugins.mcs.solver import McsSolution, solve_eta_mcs, solve_k_mcs
 
 from dcrobench.errors import BudgetError
 from dcrobench.imageset import ImageSet
@@ -364,3 +365,16 @@ def test_reference_algorithm1_brackets_the_optimum_and_reports_a_stopped_run(mon
     monkeypatch.setattr(mcs_reference, "feasible_k", lambda *a, **kw: (False, 0.0, 0.0))  # time limit hit
     r = mcs_reference.algorithm1(torch.tensor(x), 2, time_limit=5.0)
     assert not r["finished"] and r["milps"] == 1 and r["centers"] is None
+
+
+def test_search_stats_reach_the_solution_as_one_typed_record():
+    from dcrobench_plugins.mcs.solver import KSearchStats, MilpStats
+
+    x = torch.tensor(np.random.default_rng(5).random((60, 2)))
+    sol = solve_k_mcs(DistanceOracle(x, "l2"), 4)
+    assert set(sol.extra) == {f.name for f in dataclasses.fields(KSearchStats)}
+    assert sol.extra["solves"] == sol.solves and sol.extra["decisions"] == sol.decisions
+    assert isinstance(sol.extra["max_milp_shape"], list) and sol.extra["trace"][-1][1] == pytest.approx(sol.eta)
+    eta = solve_eta_mcs(DistanceOracle(x, "l2"), 0.3)
+    assert set(eta.extra) == {f.name for f in dataclasses.fields(MilpStats)}
+    assert McsSolution.from_json(sol.to_json()) == sol

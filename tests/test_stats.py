@@ -7,7 +7,7 @@ import pytest
 
 from dcrobench.aggregate import cells, versus_random
 from dcrobench.leaderboard import publish_markdown, score_text
-from dcrobench.results import Evaluation, encode_point_flags
+from dcrobench.results import encode_point_flags
 from dcrobench.stats import bootstrap_interval, compare_flags, mcnemar_exact
 from tests.helpers import score_record
 
