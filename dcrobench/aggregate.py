@@ -52,6 +52,8 @@ class Cell:
     test_points: list[str | None] = field(default_factory=list)
     standard_flags: list[np.ndarray | None] = field(default_factory=list)
     robust_flags: list[np.ndarray | None] = field(default_factory=list)
+    #: per seed: compression + training seconds (nan where a record does not say)
+    cost_s: list[float] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -90,7 +92,15 @@ def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
                                 if r.adversarial.test_fingerprint == r.standard.test_fingerprint else None)
         cell.standard_flags.append(r.standard.point_flags("clean"))
         cell.robust_flags.append(r.adversarial.point_flags("robust"))
+        cell.cost_s.append(_cost_s(r.cost))
     return sorted(out.values(), key=_order)
+
+
+def _cost_s(cost: dict[str, Any]) -> float:
+    parts = [cost.get("compress_s"), cost.get("train_s")]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in parts):
+        return float("nan")
+    return float(sum(parts))
 
 
 def versus_random(cells_: Iterable[Cell], random: str = "random") -> dict[int, dict[str, Comparison]]:

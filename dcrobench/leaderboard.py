@@ -16,7 +16,7 @@ from typing import NamedTuple
 from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, mean_std, method_labels, method_order, versus_random
-from .plots import PNG_MAGIC, budget_curves, scatter
+from .plots import PNG_MAGIC, budget_curves, pareto, scatter
 from .results import Record, safe_name
 from .stats import MARKERS, RESAMPLES, Comparison
 from .webpage import PAGE_FILE, page_text, write_page
@@ -141,14 +141,14 @@ def budget_table(cells_: list[Cell], dataset: str, model: str, norm: str,
 
 class PlotSpec(NamedTuple):
     file: str  # under <out>/plots/
-    kind: str  # "scatter" (one dataset and norm) or "budget" (one dataset and model)
+    kind: str  # "scatter" or "pareto" (one dataset and norm) or "budget" (one dataset and model)
     protocol: str
     version: int
     dataset: str
     which: str  # the norm of a scatter, the model of a budget plot
 
     def select(self, cells_: list[Cell]) -> list[Cell]:
-        attr = "norm" if self.kind == "scatter" else "model"
+        attr = "model" if self.kind == "budget" else "norm"
         return [c for c in cells_ if (c.protocol, c.version, c.dataset) == (self.protocol, self.version, self.dataset)
                 and getattr(c, attr) == self.which]
 
@@ -157,8 +157,12 @@ class PlotSpec(NamedTuple):
         return f"{self.protocol} v{self.version} · {self.dataset} · {self.which}"
 
 
+PLOTTERS = {"scatter": scatter, "pareto": pareto, "budget": budget_curves}
+
+
 def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
-    """Every plot publish writes (and check requires): per protocol version and dataset, a scatter per norm and,
+    """Every plot publish writes (and check requires): per protocol version and dataset, a scatter and a Pareto
+    plot (robust score against cost) per norm and,
     for a model with at least two budgets, a budget plot."""
     specs = []
     for name, version in sorted({(c.protocol, c.version) for c in cells_}):
@@ -168,6 +172,7 @@ def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
             stem = f"{safe_name(name)}-v{version}-{safe_name(dataset)}"
             for norm in sorted({c.norm for c in here}):
                 specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-scatter.png", "scatter", name, version, dataset, norm))
+                specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-pareto.png", "pareto", name, version, dataset, norm))
             for model in sorted({c.model for c in here}):
                 if len({c.budget for c in here if c.model == model} - {None}) >= 2:
                     specs.append(PlotSpec(f"{stem}-{safe_name(model)}-budget.png", "budget", name, version, dataset,
@@ -267,7 +272,7 @@ def publish(records: list[Record], out_dir: Path, command: str, plots: bool = Tr
     if plots:
         for spec in plot_specs(all_cells):
             path = out / PLOTS_DIR / spec.file
-            (scatter if spec.kind == "scatter" else budget_curves)(spec.select(all_cells), path, spec.title)
+            PLOTTERS[spec.kind](spec.select(all_cells), path, spec.title)
             written.append(str(path))
     page = write_page(records, out, page_plots(all_cells) if plots else [])
     atomic_write_text(out / INDEX_FILE, publish_markdown(records, command))  # last: it names the plots

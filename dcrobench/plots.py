@@ -1,4 +1,5 @@
-"""PNG plots for the leaderboard: standard-vs-robust scatter (paper Fig. 2), score-vs-budget curves (Figs. 3-4).
+"""PNG plots for the leaderboard: standard-vs-robust scatter (paper Fig. 2), score-vs-budget curves (Figs. 3-4) and
+robust score against cost (a Pareto plot), as small multiples with one colour and marker per method.
 
 Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themselves)."""
 
@@ -34,80 +35,146 @@ def _pct(values: list[float]) -> tuple[float, float]:
     return mean_std([100 * v for v in values])
 
 
-def scatter(cells: list[Cell], path: Path, title: str) -> None:
-    """Mean standard vs mean robust score with std error bars: colour = method, marker = budget."""
-    plt = _figure()
-    from matplotlib.lines import Line2D
-
-    label = method_labels(cells)
-    methods, color = _method_colors(cells, label)
-    budgets = sorted({c.budget for c in cells if c.budget is not None})
-    shapes = "osD^vP*Xph"
-    marker = {b: shapes[i % len(shapes)] for i, b in enumerate(budgets)}
-    fig, ax = plt.subplots(figsize=(7.2, 5.0))
-    for c in cells:
-        (xs, xe), (ys, ye) = _pct(c.standard), _pct(c.robust)
-        ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=marker.get(c.budget, "*"), color=color[label[(c.method, c.hash)]],
-                    capsize=3, markersize=9 if c.budget is None else 6)
-    handles = [Line2D([], [], color=color[m], marker="o", linestyle="", label=m) for m in methods]
-    handles += [Line2D([], [], color="black", marker=marker[b], linestyle="", label=f"{b} / class") for b in budgets]
-    if any(c.budget is None for c in cells):
-        handles.append(Line2D([], [], color="black", marker="*", markersize=9, linestyle="", label="full set"))
-    ax.set_xlabel("standard score (%)")
-    ax.set_ylabel("robust score (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(handles=handles, fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, path)
-    plt.close(fig)
+#: one marker per method beside its colour: the 11th method reuses a hue (light shade) with another marker
+MARKERS = "osD^vP*Xph<>"
 
 
-def _method_colors(cells: list[Cell], label: dict) -> tuple[list[str], dict[str, Any]]:
-    """Methods in table order and one colour each, the same in every plot: tab20's ten full hues
-    first, then their light shades (so no two of the first ten methods share a hue)."""
+def method_styles(cells: list[Cell], label: dict) -> tuple[list[str], dict[str, tuple[Any, str]]]:
+    """Methods in table order and one (colour, marker) each, no two alike and the same in every plot: tab20's
+    ten full hues first, then their light shades, with markers cycling at another pace."""
     import matplotlib
 
     kind = {label[(c.method, c.hash)]: c.kind for c in cells}
     methods = sorted(kind, key=lambda m: (KIND_ORDER.get(kind[m], 9), m))
     cmap = matplotlib.colormaps["tab20"]
     order = [*range(0, 20, 2), *range(1, 20, 2)]
-    return methods, {m: cmap(order[i % 20]) for i, m in enumerate(methods)}
+    return methods, {m: (cmap(order[i % 20]), MARKERS[i % len(MARKERS)]) for i, m in enumerate(methods)}
+
+
+def _panels(plt, n: int, width: float = 4.2, height: float = 3.9):
+    fig, axes = plt.subplots(1, n, figsize=(width * n + 1.8, height), squeeze=False, sharey=True)
+    return fig, list(axes[0])
+
+
+def _legend(fig, ax, methods: list[str], style: dict, full_as_lines: bool = False) -> None:
+    """Methods outside the panels; ``full_as_lines``: the full-set baseline is drawn as dotted lines."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=style[m][0], marker=style[m][1], linestyle="", markersize=7, label=m)
+               for m in methods if not (full_as_lines and m == "full")]
+    if full_as_lines and "full" in methods:
+        handles.append(Line2D([], [], color="grey", linestyle=":", label="full set"))
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+
+
+def _budget_title(b: int | None) -> str:
+    return "full set" if b is None else f"{b} images / class"
+
+
+def scatter(cells: list[Cell], path: Path, title: str) -> None:
+    """Standard vs robust score, one panel per budget (small multiples), one colour and marker per method,
+    std error bars; the full-set baseline is drawn in every panel as a reference (grey cross-hair)."""
+    plt = _figure()
+    label = method_labels(cells)
+    methods, style = method_styles(cells, label)
+    budgets = sorted({c.budget for c in cells if c.budget is not None}) or [None]
+    full = [c for c in cells if c.budget is None]
+    fig, axes = _panels(plt, len(budgets))
+    for ax, b in zip(axes, budgets):
+        for c in [c for c in cells if c.budget == b]:
+            (xs, xe), (ys, ye) = _pct(c.standard), _pct(c.robust)
+            colour, marker = style[label[(c.method, c.hash)]]
+            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=marker, color=colour, capsize=2, markersize=6)
+        for c in full:
+            ax.axvline(_pct(c.standard)[0], color="grey", linewidth=0.8, linestyle=":")
+            ax.axhline(_pct(c.robust)[0], color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("standard score (%)")
+        ax.set_title(_budget_title(b), fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("robust score (%)")
+    fig.suptitle(title)
+    _legend(fig, axes[-1], methods, style, full_as_lines=True)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log scale labelled with plain numbers at the major ticks only (minor labels overlap)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def pareto(cells: list[Cell], path: Path, title: str) -> None:
+    """Robust score against the cost of getting the model (compression + training seconds, log scale), one
+    panel per budget; the staircase joins the cells no other cell beats on both (the Pareto front)."""
+    plt = _figure()
+    label = method_labels(cells)
+    methods, style = method_styles(cells, label)
+    budgets = sorted({c.budget for c in cells if c.budget is not None}) or [None]
+    fig, axes = _panels(plt, len(budgets))
+    for ax, b in zip(axes, budgets):
+        points = []
+        for c in [c for c in cells if c.budget in (b, None)]:
+            cost = [v for v in c.cost_s if v == v and v > 0]  # nan or 0: not recorded
+            if not cost:
+                continue
+            x, y = sum(cost) / len(cost), _pct(c.robust)[0]
+            colour, marker = style[label[(c.method, c.hash)]]
+            ax.plot(x, y, marker=marker, color=colour, linestyle="", markersize=7)
+            points.append((x, y))
+        front, best = [], -1.0
+        for x, y in sorted(points):
+            if y > best:
+                front.append((x, y))
+                best = y
+        if len(front) > 1:
+            ax.step([x for x, _ in front], [y for _, y in front], where="post", color="black", linewidth=0.8, alpha=0.6)
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel("compression + training cost (s, log)")
+        ax.set_title(_budget_title(b) + (" (and the full set)" if b is not None else ""), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("robust score (%)")
+    fig.suptitle(title)
+    _legend(fig, axes[-1], methods, style)
+    _save(fig, path)
+    plt.close(fig)
 
 
 def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
-    """Per norm a panel: standard (solid) and robust (dashed) score against images per class, one colour per method."""
+    """Score against images per class, small multiples: one panel per (norm, score), one colour and marker per
+    method; the full-set baseline a dotted line."""
     plt = _figure()
-    from matplotlib.lines import Line2D
-
     norms = sorted({c.norm for c in cells})
     label = method_labels(cells)
-    methods, color = _method_colors(cells, label)
-    fig, axes = plt.subplots(1, len(norms), figsize=(5.2 * len(norms), 4.2), squeeze=False)
-    for ax, norm in zip(axes[0], norms):
-        panel = [c for c in cells if c.norm == norm]
+    methods, style = method_styles(cells, label)
+    panels = [(norm, score) for norm in norms for score in ("standard", "robust")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.8, 3.9), squeeze=False)
+    for ax, (norm, score) in zip(axes[0], panels):
         by_method: dict[str, dict[int | None, Cell]] = {}
-        for c in panel:
-            by_method.setdefault(label[(c.method, c.hash)], {})[c.budget] = c
-        budgets = sorted({c.budget for c in panel if c.budget is not None})
+        for c in cells:
+            if c.norm == norm:
+                by_method.setdefault(label[(c.method, c.hash)], {})[c.budget] = c
         for method in [m for m in methods if m in by_method]:
+            colour, marker = style[method]
             by_budget = by_method[method]
-            if set(by_budget) == {None}:  # the full set: a horizontal reference line
-                for score, style in (("standard", "-"), ("robust", "--")):
-                    ax.axhline(_pct(getattr(by_budget[None], score))[0], color=color[method], linestyle=style, alpha=0.6)
-                continue
-            bs = [b for b in budgets if b in by_budget]
-            for score, style in (("standard", "-"), ("robust", "--")):
+            if None in by_budget:  # the full set: a horizontal reference line
+                ax.axhline(_pct(getattr(by_budget[None], score))[0], color="grey", linestyle=":", linewidth=1)
+            bs = sorted(b for b in by_budget if b is not None)
+            if bs:
                 ms = [_pct(getattr(by_budget[b], score)) for b in bs]
-                ax.errorbar(bs, [m for m, _ in ms], yerr=[s for _, s in ms], color=color[method], linestyle=style,
-                            marker="o", markersize=4, capsize=2)
+                ax.errorbar(bs, [m for m, _ in ms], yerr=[e for _, e in ms], color=colour, marker=marker,
+                            markersize=5, capsize=2, linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({c.budget for c in cells if c.budget is not None}))
+        _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("images per class")
-        ax.set_ylabel("score (%)")
-        ax.set_title(f"{title} · {norm}")
+        ax.set_ylabel(f"{score} score (%)")
+        ax.set_title(f"{norm} · {score}", fontsize=10)
         ax.grid(alpha=0.3)
-    # one legend entry per method (its colour) and per score (its line style), outside the data
-    handles = [Line2D([], [], color=color[m], linewidth=2.5, label=m) for m in methods]
-    handles += [Line2D([], [], color="black", linestyle="-", label="standard score"),
-                Line2D([], [], color="black", linestyle="--", label="robust score")]
-    axes[0][-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title)
+    _legend(fig, axes[0][-1], methods, style, full_as_lines=True)
     _save(fig, path)
     plt.close(fig)

@@ -200,7 +200,8 @@ def test_check_fails_on_a_missing_or_corrupt_plot(results, tmp_path):
     out = tmp_path / "lb"
     assert cli("leaderboard", "publish", "--results", str(results), "--out", str(out)).exit_code == 0
     pngs = sorted((out / "plots").glob("*.png"))
-    assert [p.name for p in pngs] == ["quick-v1-mnist5k-linf-scatter.png", "quick-v1-mnist5k-mlp-budget.png"]
+    assert [p.name for p in pngs] == ["quick-v1-mnist5k-linf-pareto.png", "quick-v1-mnist5k-linf-scatter.png",
+                                      "quick-v1-mnist5k-mlp-budget.png"]
     assert all(p.read_bytes()[:8] == PNG for p in pngs)
     assert cli("leaderboard", "check", "--results", str(results), "--out", str(out)).exit_code == 0
     pngs[0].unlink()

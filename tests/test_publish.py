@@ -44,7 +44,7 @@ def test_publish_writes_tables_and_both_plots(results, tmp_path):
     assert "| Coreset  | random" in md and "| Baseline | full" in md and "STD" in md and "ROB" in md
     assert "### Standard / robust score by budget, digits, mlp, linf" in md and "5/class" in md
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert pngs == ["tiny-v1-digits-linf-scatter.png", "tiny-v1-digits-mlp-budget.png"]
+    assert pngs == ["tiny-v1-digits-linf-pareto.png", "tiny-v1-digits-linf-scatter.png", "tiny-v1-digits-mlp-budget.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "## Changelog" in md and "- tiny v1" in md
     assert check(results, tmp_path).exit_code == 0
