@@ -54,6 +54,16 @@ class Cell:
     robust_flags: list[np.ndarray | None] = field(default_factory=list)
     #: per seed: compression + training seconds (nan where a record does not say)
     cost_s: list[float] = field(default_factory=list)
+    #: per seed: the adversarially trained model's robust accuracy by multiple of eps (evaluation.eps_sweep)
+    eps_curves: list[dict[float, float] | None] = field(default_factory=list)
+
+    def eps_curve(self) -> dict[float, float]:
+        """Mean robust accuracy over the seeds by multiple of eps, for the multiples every seed has."""
+        curves = [c for c in self.eps_curves if c]
+        if not curves or len(curves) != self.n:
+            return {}
+        common = set.intersection(*(set(c) for c in curves))
+        return {m: sum(c[m] for c in curves) / len(curves) for m in sorted(common)}
 
     @property
     def n(self) -> int:
@@ -93,6 +103,8 @@ def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
         cell.standard_flags.append(r.standard.point_flags("clean"))
         cell.robust_flags.append(r.adversarial.point_flags("robust"))
         cell.cost_s.append(_cost_s(r.cost))
+        curve = r.adversarial.eps_curve
+        cell.eps_curves.append({float(p["multiple"]): float(p["robust_acc"]) for p in curve} if curve else None)
     return sorted(out.values(), key=_order)
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, mean_std, method_labels, method_order, versus_random
-from .plots import PNG_MAGIC, budget_curves, pareto, scatter
+from .plots import PNG_MAGIC, budget_curves, eps_curves, pareto, scatter
 from .results import Record, safe_name
 from .stats import MARKERS, RESAMPLES, Comparison
 from .webpage import PAGE_FILE, page_text, write_page
@@ -141,7 +141,7 @@ def budget_table(cells_: list[Cell], dataset: str, model: str, norm: str,
 
 class PlotSpec(NamedTuple):
     file: str  # under <out>/plots/
-    kind: str  # "scatter" or "pareto" (one dataset and norm) or "budget" (one dataset and model)
+    kind: str  # "scatter", "pareto" or "eps" (one dataset and norm) or "budget" (one dataset and model)
     protocol: str
     version: int
     dataset: str
@@ -157,7 +157,7 @@ class PlotSpec(NamedTuple):
         return f"{self.protocol} v{self.version} · {self.dataset} · {self.which}"
 
 
-PLOTTERS = {"scatter": scatter, "pareto": pareto, "budget": budget_curves}
+PLOTTERS = {"scatter": scatter, "pareto": pareto, "budget": budget_curves, "eps": eps_curves}
 
 
 def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
@@ -173,6 +173,8 @@ def plot_specs(cells_: list[Cell]) -> list[PlotSpec]:
             for norm in sorted({c.norm for c in here}):
                 specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-scatter.png", "scatter", name, version, dataset, norm))
                 specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-pareto.png", "pareto", name, version, dataset, norm))
+                if any(c.eps_curve() for c in here if c.norm == norm):
+                    specs.append(PlotSpec(f"{stem}-{safe_name(norm)}-eps.png", "eps", name, version, dataset, norm))
             for model in sorted({c.model for c in here}):
                 if len({c.budget for c in here if c.model == model} - {None}) >= 2:
                     specs.append(PlotSpec(f"{stem}-{safe_name(model)}-budget.png", "budget", name, version, dataset,

@@ -1,5 +1,6 @@
 """PNG plots for the leaderboard: standard-vs-robust scatter (paper Fig. 2), score-vs-budget curves (Figs. 3-4) and
-robust score against cost (a Pareto plot), as small multiples with one colour and marker per method.
+robust score against cost (a Pareto plot) and robust accuracy against the attack radius (``eps_sweep``), as small
+multiples with one colour and marker per method.
 
 Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themselves)."""
 
@@ -176,5 +177,32 @@ def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     _legend(fig, axes[0][-1], methods, style, full_as_lines=True)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def eps_curves(cells: list[Cell], path: Path, title: str) -> None:
+    """Robust accuracy of the adversarially trained model against the attack radius (multiples of the
+    protocol's eps), one panel per budget, one colour and marker per method."""
+    plt = _figure()
+    label = method_labels(cells)
+    methods, style = method_styles(cells, label)
+    budgets = sorted({c.budget for c in cells if c.budget is not None and c.eps_curve()}) or [None]
+    fig, axes = _panels(plt, len(budgets))
+    for ax, b in zip(axes, budgets):
+        for c in [c for c in cells if c.budget in (b, None)]:
+            curve = c.eps_curve()
+            if not curve:
+                continue
+            colour, marker = style[label[(c.method, c.hash)]]
+            ax.plot(list(curve), [100 * v for v in curve.values()], color=colour, marker=marker, markersize=5,
+                    linewidth=1, linestyle=":" if c.budget is None else "-")
+        ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("attack radius (× protocol ε)")
+        ax.set_title(_budget_title(b) + (" (and the full set)" if b is not None else ""), fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("robust accuracy (%)")
+    fig.suptitle(title)
+    _legend(fig, axes[-1], methods, style)
     _save(fig, path)
     plt.close(fig)

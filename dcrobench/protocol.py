@@ -62,6 +62,9 @@ class EvalSettings:
     mode: str = "cascade"  # cascade (AutoAttack's: later attacks only on points still robust) | independent
     test_subset: int = at_least(0, default=0)  # 0 = full test set
     batch_size: int = at_least(1, default=500)
+    #: robustness curve: the adversarially trained model is also attacked at these multiples of the
+    #: protocol's epsilon (recorded as ``adversarial.eps_curve``; the robust score stays at 1x)
+    eps_sweep: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class Protocol:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("description")
+        if not d["evaluation"]["eps_sweep"]:  # options added later hash only when set: old hashes stay valid
+            d["evaluation"].pop("eps_sweep")
         return d
 
     @property
@@ -253,6 +258,10 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     overrides = _mapping(proto.train_overrides, "train_overrides")
     for name, over in overrides.items():
         _mapping(over, f"train_overrides.{name}")
+    sweep = tuple(_number(m, "evaluation.eps_sweep") for m in nested["evaluation"].eps_sweep)
+    if any(m <= 0 for m in sweep) or len(set(sweep)) != len(sweep):
+        raise ProtocolError(f"evaluation.eps_sweep: multiples of epsilon must be positive and distinct, got {list(sweep)}")
+    nested["evaluation"] = dataclasses.replace(nested["evaluation"], eps_sweep=tuple(sorted(sweep)))
     if nested["evaluation"].mode not in EVAL_MODES:
         raise ProtocolError(f"evaluation.mode must be one of {', '.join(EVAL_MODES)}, got {nested['evaluation'].mode!r}")
     attack_blocks = _mapping(proto.attacks, "attacks")

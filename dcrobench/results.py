@@ -123,6 +123,8 @@ class Evaluation(_JsonObject):
     autoattack_acc: float | None = None
     flags: dict[str, str] | None = None  # schema 2: packed per-point flags, see :meth:`point_flags`
     test_fingerprint: str | None = None  # the test points the flags refer to, in order
+    #: robust accuracy at other radii (``evaluation.eps_sweep``): [{"multiple", "eps", "robust_acc"}], by multiple
+    eps_curve: list[dict[str, float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def point_flags(self, which: str = "robust") -> np.ndarray | None:

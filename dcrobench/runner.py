@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import logging
 import platform
@@ -248,6 +250,19 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
         # test_fingerprint: the points the flags refer to
         return Evaluation.from_json({**result, "test_fingerprint": test_eval.fingerprint()}), cost
 
+    def robustness_curve(stage: ModelStage, at_eps: Evaluation, cost: StageCost, norm: str, eps: float,
+                         seed: int) -> tuple[Evaluation, StageCost]:
+        """``at_eps`` with its ``eps_curve``: the model attacked at every multiple of ``eps`` the protocol names."""
+        curve, seconds, cached = [], cost.seconds, cost.cached
+        for m in ev.eps_sweep:
+            if m == 1.0:
+                acc = at_eps.robust_acc
+            else:
+                other, other_cost = evaluate(stage, norm, m * eps, seed)
+                acc, seconds, cached = other.robust_acc, seconds + other_cost.seconds, cached and other_cost.cached
+            curve.append({"multiple": m, "eps": m * eps, "robust_acc": acc})
+        return dataclasses.replace(at_eps, eps_curve=curve), StageCost(seconds, cached=cached)
+
     for seed in todo:
         ckey = compress_key(res, train_set, seed)
         cache_compressed = res.method is not None and res.method.cache_stage
@@ -288,6 +303,8 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
                 continue
             std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
             adv_eval, adv_eval_cost = evaluate(adv, norm, eps, seed)
+            if ev.eps_sweep:
+                adv_eval, adv_eval_cost = robustness_curve(adv, adv_eval, adv_eval_cost, norm, eps, seed)
 
             std_cost, adv_cost = std.cost(), adv.cost()
             measured = Measurement(

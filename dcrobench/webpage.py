@@ -308,7 +308,7 @@ td.prov { color: var(--muted); font-size: 0.85em; }
 th.prov-first, td.prov-first { border-left: 1px solid var(--line); }
 td.score { font-weight: 600; }
 tr.empty td { color: var(--muted); text-align: center; padding: 0.8rem; }
-.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 1rem; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(680px, 1fr)); gap: 1rem; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 0.5rem; background: #fff; }
 figure img { display: block; width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 0.85rem; margin-top: 0.3rem; text-align: center; }
