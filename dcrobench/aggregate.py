@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .results import CellKey, Record
-from .stats import Comparison, Interval, bootstrap_interval, compare_flags
+from .stats import Comparison, Estimate, bootstrap_estimate, compare_flags, unpaired
 
 KIND_ORDER = {"baseline": 0, "selection": 1, "condensation": 2}
 
@@ -69,9 +69,11 @@ class Cell:
     def n(self) -> int:
         return len(self.seeds)
 
-    def interval(self, score: str) -> Interval:
-        """The 95% interval of the cell's ``standard`` or ``robust`` score over seeds and test points."""
-        return bootstrap_interval(getattr(self, score), self.points)
+    def estimate(self, score: str) -> Estimate:
+        """Mean, sample std and 95% interval (over seeds and test points) of the ``standard`` or ``robust`` score."""
+        return bootstrap_estimate(getattr(self, score), self.points)
+
+    interval = estimate  # the web page's name for it
 
     @property
     def comparable(self) -> tuple:
@@ -118,7 +120,8 @@ def _cost_s(cost: dict[str, Any]) -> float:
 def versus_random(cells_: Iterable[Cell], random: str = "random") -> dict[int, dict[str, Comparison]]:
     """``id(cell)`` -> {"standard": ..., "robust": ...} comparisons with Random's cell of the same
     :attr:`Cell.comparable` (exactly one Random cell there; Random itself and budget-free cells are left out),
-    paired seed by seed on the same test points (same seed, same test fingerprint, flags recorded)."""
+    paired seed by seed on the same test points (same seed, same test fingerprint, flags recorded); where no
+    seed pairs, the difference of the cells' means with verdict "n/a"."""
     cells_ = list(cells_)
     randoms: dict[tuple, list[Cell]] = {}
     for c in cells_:
@@ -129,8 +132,13 @@ def versus_random(cells_: Iterable[Cell], random: str = "random") -> dict[int, d
         found = randoms.get(c.comparable, [])
         if c.method == random or c.budget is None or len(found) != 1:
             continue
-        out[id(c)] = {score: compare_flags(*_paired_flags(c, found[0], score)) for score in ("standard", "robust")}
+        out[id(c)] = {score: _compare(c, found[0], score) for score in ("standard", "robust")}
     return out
+
+
+def _compare(c: Cell, r: Cell, score: str) -> Comparison:
+    mine, theirs = _paired_flags(c, r, score)
+    return compare_flags(mine, theirs) if mine else unpaired(getattr(c, score), getattr(r, score))
 
 
 def _paired_flags(c: Cell, r: Cell, score: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -168,6 +176,7 @@ def method_labels(cells_: Iterable[Cell]) -> dict[tuple[str, str], str]:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation (numpy's default, as in the paper's tables)."""
+    """Mean and population standard deviation (numpy's default, as in the paper's tables); the web page's. The
+    markdown tables and plots report the sample std of :meth:`Cell.estimate`."""
     m = statistics.fmean(values)
     return m, statistics.pstdev(values) if len(values) > 1 else 0.0

@@ -7,10 +7,12 @@ Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themsel
 from __future__ import annotations
 
 import io
+import statistics
 from pathlib import Path
 from typing import Any
 
-from .aggregate import KIND_ORDER, Cell, mean_std, method_labels
+from .aggregate import KIND_ORDER, Cell, method_labels
+from .stats import sample_std
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,7 +35,8 @@ def _save(fig, path: Path) -> None:
 
 
 def _pct(values: list[float]) -> tuple[float, float]:
-    return mean_std([100 * v for v in values])
+    """Mean and sample std (0 for one seed) in %, as in the tables."""
+    return 100 * statistics.fmean(values), 100 * (sample_std(values) or 0.0)
 
 
 #: one marker per method beside its colour: the 11th method reuses a hue (light shade) with another marker
@@ -74,7 +77,7 @@ def _budget_title(b: int | None) -> str:
 
 def scatter(cells: list[Cell], path: Path, title: str) -> None:
     """Standard vs robust score, one panel per budget (small multiples), one colour and marker per method,
-    std error bars; the full-set baseline is drawn in every panel as a reference (grey cross-hair)."""
+    sample-std error bars; the full-set baseline is drawn in every panel as a reference (grey cross-hair)."""
     plt = _figure()
     label = method_labels(cells)
     methods, style = method_styles(cells, label)

@@ -1,21 +1,23 @@
 """Uncertainty of a leaderboard cell and the paired comparison of a method with Random.
 
-Interval: a two-level bootstrap over seeds and test points. A resample draws the cell's seeds with
-replacement and, within each drawn seed, its test points with replacement; the mean accuracy of a
-seed's resampled points is then Binomial(n, acc) / n exactly, so the bootstrap draws those counts
-instead of indexing the points (same distribution, no N-sized arrays). The 95% interval is the
-2.5 and 97.5 percentiles of the resampled cell means. A single-seed cell's interval reflects its
-test points only, and it says n = 1.
+Estimate: the mean over seeds, the sample std over seeds (ddof=1; none for one seed) and a 95% interval
+from a two-level bootstrap over seeds and test points. A resample draws the cell's seeds with replacement
+and, within each drawn seed, its test points with replacement. Resampling n points of a seed whose flags
+hold a fraction ``acc`` of correct ones gives a mean distributed exactly as Binomial(n, acc) / n, so the
+bootstrap draws those counts instead of indexing the flags (same distribution, no n-sized arrays). The
+interval is the 2.5 and 97.5 percentiles of the resampled cell means; a single seed's interval comes from
+its test points only.
 
-Comparison: the method's and Random's cells at the same (protocol name and version, dataset, model,
-norm, budget) are paired seed by seed on the same test points (same seed number and the same test
-fingerprint in both records). The discordant points are pooled over the matched seeds and tested
-with the exact McNemar test (two-sided binomial test of the discordant counts at 1/2).
+Comparison: the method's and Random's cells at the same (protocol name and version, dataset, model, norm,
+budget) are paired seed by seed on the same test points (same seed number and the same test fingerprint in
+both records). The discordant points are pooled over the matched seeds and tested with the exact McNemar
+test (two-sided binomial test of the discordant counts at 1/2).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,39 +30,49 @@ ALPHA = 0.05
 
 
 @dataclass(frozen=True)
-class Interval:
-    """A cell's accuracy: mean over seeds, the interval's bounds, the number of seeds."""
+class Estimate:
+    """A cell's accuracy: mean over seeds, sample std over seeds (None for one seed), the (1 - alpha)
+    interval (None where nothing can be resampled: one seed, test points unknown) and the number of seeds."""
 
     mean: float
-    low: float
-    high: float
+    std: float | None
+    low: float | None
+    high: float | None
     n: int
 
 
-def bootstrap_interval(accuracies: Sequence[float], points: Sequence[int | None], *, resamples: int = RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED, alpha: float = ALPHA) -> Interval:
-    """The (1 - alpha) interval of the mean of per-seed ``accuracies`` measured on ``points[i]`` test points
-    each (None: unknown, then only the seeds are resampled)."""
+def sample_std(values: Sequence[float]) -> float | None:
+    """Standard deviation with ddof=1; None for fewer than two values (no spread to estimate)."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def bootstrap_estimate(accuracies: Sequence[float], points: Sequence[int | None], *, resamples: int = RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED, alpha: float = ALPHA) -> Estimate:
+    """Mean, sample std and (1 - alpha) bootstrap interval of per-seed ``accuracies`` measured on ``points[i]``
+    test points each (None: unknown, then only the seeds are resampled)."""
     acc = np.asarray(accuracies, dtype=float)
     if acc.size == 0:
-        raise ValueError("an interval needs at least one seed")
+        raise ValueError("an estimate needs at least one seed")
+    std = sample_std([float(a) for a in acc])
+    points_known = all(p is not None and p > 0 for p in points)
+    if acc.size == 1 and not points_known:
+        return Estimate(float(acc[0]), None, None, None, 1)
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, acc.size, size=(resamples, acc.size))
     drawn = acc[seeds]
-    if all(p is not None and p > 0 for p in points):
+    if points_known:
         n = np.asarray(points, dtype=np.int64)[seeds]
         drawn = rng.binomial(n, drawn) / n
-    means = drawn.mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return Interval(float(acc.mean()), float(low), float(high), int(acc.size))
+    low, high = np.quantile(drawn.mean(axis=1), [alpha / 2, 1 - alpha / 2])
+    return Estimate(float(acc.mean()), std, float(low), float(high), int(acc.size))
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A method against Random on the same test points: mean difference, McNemar's p, the verdict."""
+    """A method against Random: difference of accuracy, McNemar's p on the same test points, the verdict."""
 
-    delta: float  # mean over the matched seeds of (method - random) accuracy
-    p_value: float | None  # None: no matched test points
+    delta: float  # method - random: mean over the matched seeds (over all seeds of each cell where none match)
+    p_value: float | None  # None: no matched test points, no test
     verdict: str  # "better" | "worse" | "not distinguishable" | "n/a"
     seeds: int  # matched seeds
     wins: int  # points the method gets right and Random wrong, pooled over the matched seeds
@@ -77,7 +89,7 @@ def mcnemar_exact(wins: int, losses: int) -> float:
 
 def compare_flags(method: Sequence[np.ndarray], random: Sequence[np.ndarray], alpha: float = ALPHA) -> Comparison:
     """Pooled exact McNemar test over matched seeds; ``method[i]`` and ``random[i]`` are the per-point
-    correctness flags of one seed on the same test points."""
+    correctness flags of one seed on the same test points. No seeds: verdict "n/a", delta nan."""
     if len(method) != len(random):
         raise ValueError("flags must be matched seed by seed")
     if not method:
@@ -92,12 +104,16 @@ def compare_flags(method: Sequence[np.ndarray], random: Sequence[np.ndarray], al
         losses += int((~m & r).sum())
         deltas.append(float(m.mean() - r.mean()))
     p = mcnemar_exact(wins, losses)
-    delta = float(np.mean(deltas))
     verdict = "not distinguishable" if p >= alpha else ("better" if wins > losses else "worse")
-    return Comparison(delta, p, verdict, len(method), wins, losses)
+    return Comparison(float(np.mean(deltas)), p, verdict, len(method), wins, losses)
+
+
+def unpaired(method: Sequence[float], random: Sequence[float]) -> Comparison:
+    """Difference of the cells' means where no seed shares its test points with Random's: no test."""
+    return Comparison(statistics.fmean(method) - statistics.fmean(random), None, "n/a", 0, 0, 0)
 
 
 MARKERS = {"better": "▲", "worse": "▼", "not distinguishable": "·", "n/a": ""}
 
-__all__ = ["ALPHA", "BOOTSTRAP_SEED", "Comparison", "Interval", "MARKERS", "RESAMPLES", "bootstrap_interval",
-           "compare_flags", "mcnemar_exact"]
+__all__ = ["ALPHA", "BOOTSTRAP_SEED", "Comparison", "Estimate", "MARKERS", "RESAMPLES", "bootstrap_estimate",
+           "compare_flags", "mcnemar_exact", "sample_std", "unpaired"]

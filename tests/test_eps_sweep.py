@@ -1,6 +1,8 @@
 """Robustness curves (issue 17): ``evaluation.eps_sweep`` attacks the adversarially trained model at multiples of
 the protocol's epsilon, records the curve and plots it; protocols without it keep their hashes."""
 
+import dataclasses
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -42,7 +44,9 @@ def test_the_curve_is_recorded_with_the_robust_score_at_1x_and_plotted(tmp_path)
 
 
 def test_a_protocol_without_a_sweep_keeps_its_hash_and_bad_sweeps_are_refused():
-    assert load_protocol("quick").hash_for("random") == "7b328ef2d03c"  # the committed records' hash
+    quick = load_protocol("quick")
+    v2 = dataclasses.replace(quick, version=2, evaluation=dataclasses.replace(quick.evaluation, eps_sweep=()))
+    assert v2.hash_for("random") == "7b328ef2d03c"  # quick v2 is v3 without the sweep: its records' hash
     plain = protocol_from_dict(tiny())
     assert protocol_from_dict(tiny(eps_sweep=[])).hash == plain.hash != protocol_from_dict(tiny(eps_sweep=[1, 2])).hash
     for bad in ([0, 1], [1, 1], ["x"]):

@@ -13,9 +13,14 @@ def test_mean_std_best_marked_and_versions_never_mixed():
     md = render_markdown(records)
     v1 = md.split("## quick v1")[1].split("## quick v2")[0]
     v2 = md.split("## quick v2")[1]
-    assert "85.00 ± 5.00 [" in v1 and "**45.00 ± 5.00 [" in v1 and v1.split("| random")[1].splitlines()[0].endswith(" 2 |")
-    assert "70.00 [" in v1 and "(n = 1)" in v1 and "**30.00" not in v1  # one seed: n = 1, no "± 0.00"
-    assert "10.00 [" in v2 and "85.00" not in v2
+    random_row = v1.split("| random")[1].splitlines()[0]
+    assert "85.00 ± 7.07 [" in random_row and "**45.00 ± 7.07 [" in random_row  # sample std (ddof=1)
+    assert "] n=2" in random_row and random_row.count("| ref") == 2
+    herding_row = v1.split("| herding")[1].splitlines()[0]
+    assert "| 70.00 n=1 " in herding_row and "±" not in herding_row and "**30.00" not in herding_row  # n = 1
+    assert "| -15.00 n/a " in herding_row  # no per-point flags: a difference of means, untested
+    assert "ddof=1" in md
+    assert "| 10.00 n=1 " in v2 and "85.00" not in v2
 
 
 def test_tables_split_by_dataset_and_norm():

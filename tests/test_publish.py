@@ -42,6 +42,8 @@ def test_publish_writes_tables_and_both_plots(results, tmp_path):
     md = (tmp_path / "README.md").read_text()
     assert "## tiny v1" in md and "### Scores, linf, mlp, 5 images per class" in md
     assert "| Coreset  | random" in md and "| Baseline | full" in md and "STD" in md and "ROB" in md
+    assert "| Δ vs Random" in md and "] n=2 " in md and "sample std over seeds (ddof=1)" in md
+    assert md.split("| Coreset  | random")[1].split("|")[3].strip() == "ref"  # Random is the reference
     assert "### Standard / robust score by budget, digits, mlp, linf" in md and "5/class" in md
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["tiny-v1-digits-linf-pareto.png", "tiny-v1-digits-linf-scatter.png", "tiny-v1-digits-mlp-budget.png"]

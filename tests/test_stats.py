@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from dcrobench.aggregate import cells, versus_random
-from dcrobench.leaderboard import publish_markdown, score_text
+from dcrobench.leaderboard import delta_text, publish_markdown, score_text
 from dcrobench.results import encode_point_flags
-from dcrobench.stats import bootstrap_interval, compare_flags, mcnemar_exact
+from dcrobench.stats import bootstrap_estimate, compare_flags, mcnemar_exact, sample_std
 from tests.helpers import score_record
 
 
@@ -18,18 +18,19 @@ def test_the_interval_covers_a_known_accuracy_about_95_percent_of_the_time():
     covered = 0
     for t in range(trials):
         acc = rng.binomial(points, truth, size=3) / points  # three seeds, test-point noise only
-        ci = bootstrap_interval(acc, [points] * 3, resamples=400, seed=t)
+        ci = bootstrap_estimate(acc, [points] * 3, resamples=400, seed=t)
         covered += ci.low <= truth <= ci.high
         assert ci.low <= ci.mean <= ci.high
     assert 0.9 <= covered / trials <= 0.99
 
 
 def test_the_interval_widens_with_fewer_points_and_a_single_seed_keeps_its_point_noise():
-    wide = bootstrap_interval([0.5], [100])
-    narrow = bootstrap_interval([0.5], [10_000])
+    wide = bootstrap_estimate([0.5], [100])
+    narrow = bootstrap_estimate([0.5], [10_000])
     assert wide.n == 1 and wide.high - wide.low > 5 * (narrow.high - narrow.low) > 0
-    assert bootstrap_interval([0.5], [None]).high == bootstrap_interval([0.5], [None]).low == 0.5  # nothing known
-    spread = bootstrap_interval([0.2, 0.5, 0.8], [None] * 3)
+    unknown = bootstrap_estimate([0.5], [None])  # one seed, points unknown: nothing to resample
+    assert unknown.low is None and unknown.high is None and unknown.std is None and unknown.n == 1
+    spread = bootstrap_estimate([0.2, 0.5, 0.8], [None] * 3)
     assert spread.low < 0.4 and spread.high > 0.6  # seeds alone
 
 
@@ -101,15 +102,52 @@ def test_cells_are_compared_with_random_seed_by_seed_on_the_same_test_points_onl
     assert herding.verdict == "better" and herding.seeds == 2 and herding.wins == 160
     assert versus[id(by_method["kcenter"])]["robust"].verdict == "n/a"  # other test points: never paired
     assert versus[id(by_method["gm"])]["robust"].verdict == "n/a"
-    assert score_text(by_method["herding"], "robust", versus).endswith("▲")
-    assert score_text(by_method["kcenter"], "robust", versus).endswith("]")
+    assert delta_text(by_method["herding"], "robust", versus) == "+20.00 ▲"
+    kcenter = versus[id(by_method["kcenter"])]["robust"]  # difference of means, untested
+    assert kcenter.p_value is None and kcenter.delta == pytest.approx(0.2)
+    assert delta_text(by_method["kcenter"], "robust", versus) == "+20.00 n/a"
+    assert delta_text(by_method["random"], "robust", versus) == "ref"
     text = publish_markdown(records, "cmd")
-    assert "Compared with Random" in text and "▲ better" in text
+    assert "Compared with Random" in text and "▲ better" in text and "ddof=1" in text
+    table = text.split("### Compared with Random")[1].split("###")[0]
+    assert "| herding" in table and "| kcenter" in table and "| < 0.001 |" in table
 
 
 def test_a_single_seed_cell_says_n_1_instead_of_a_zero_spread():
     cell = cells([score_record("herding", 0, 0.7, 0.3)])[0]
-    text = score_text(cell, "robust", {})
-    assert "(n = 1)" in text and "±" not in text
+    text = score_text(cell, "robust")
+    assert text == "30.00 n=1"  # no spread, and no interval: the record does not say how many test points
+    with_points = cells([flagged(score_record("herding", 0, 0, 0), np.arange(500) < 350, np.arange(500) < 150)])[0]
+    text = score_text(with_points, "robust")
+    assert text.startswith("30.00 [") and text.endswith("] n=1") and "±" not in text  # test points only
+    e = with_points.estimate("robust")
+    assert 0.25 < e.low < 0.29 and 0.31 < e.high < 0.35
     two = cells([score_record("herding", 0, 0.7, 0.3), score_record("herding", 1, 0.7, 0.4)])[0]
-    assert "± 5.00" in score_text(two, "robust", {})
+    assert score_text(two, "robust").startswith("35.00 ± 7.07 [") and score_text(two, "robust").endswith(" n=2")
+
+
+def test_the_std_is_the_sample_std():
+    assert sample_std([0.3, 0.4]) == pytest.approx(np.std([0.3, 0.4], ddof=1)) and sample_std([0.3]) is None
+    assert bootstrap_estimate([0.2, 0.4, 0.6], [500] * 3).std == pytest.approx(0.2)
+
+
+def test_the_interval_covers_a_mean_that_varies_from_seed_to_seed():
+    """Seed effects as large as the test-point noise: both levels must be in the interval (resampling only the
+    seeds covers about 81% here, only the test points about 86%)."""
+    rng = np.random.default_rng(4)
+    truth, points, trials, covered = 0.5, 500, 300, 0
+    for t in range(trials):
+        per_seed = truth + rng.normal(0, 0.02, size=5)
+        acc = rng.binomial(points, per_seed) / points
+        ci = bootstrap_estimate(acc, [points] * 5, resamples=400, seed=t)
+        covered += ci.low <= truth <= ci.high
+    assert covered / trials >= 0.92
+
+
+def test_the_delta_has_the_sign_of_method_minus_random():
+    rng = np.random.default_rng(5)
+    r = flags(500, 300, rng)
+    worse = r.copy()
+    worse[rng.choice(np.flatnonzero(r), size=60, replace=False)] = False
+    result = compare_flags([worse], [r])
+    assert result.delta == pytest.approx(-60 / 500) and result.verdict == "worse" and result.losses == 60
