@@ -73,8 +73,6 @@ class Cell:
         """Mean, sample std and 95% interval (over seeds and test points) of the ``standard`` or ``robust`` score."""
         return bootstrap_estimate(getattr(self, score), self.points)
 
-    interval = estimate  # the web page's name for it
-
     @property
     def comparable(self) -> tuple:
         """What a method's cell and Random's must share to be compared (hashes differ per method)."""

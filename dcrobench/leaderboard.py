@@ -78,10 +78,6 @@ def p_text(p: float | None) -> str:
     return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values)
-
-
 # --- render: one table per (protocol version, dataset, norm) -----------------------------------------------------
 def render_markdown(records: Iterable[Record]) -> str:
     all_cells = cells(records)
@@ -95,12 +91,12 @@ def render_markdown(records: Iterable[Record]) -> str:
         tables.setdefault((c.protocol, c.version, c.dataset, c.norm), []).append(c)
     versus = versus_random(all_cells, RANDOM)
     for (proto, version, dataset, norm), table in sorted(tables.items()):
-        best = max(_mean(c.robust) for c in table)
+        best = max(statistics.fmean(c.robust) for c in table)
         label = method_labels(table)
         body = []
         for c in sorted(table, key=lambda c: (KIND_ORDER.get(c.kind, 9), c.method, c.budget or 0, c.model, c.hash)):
             robust = score_text(c, "robust")
-            robust = f"**{robust}**" if _mean(c.robust) == best else robust
+            robust = f"**{robust}**" if statistics.fmean(c.robust) == best else robust
             body.append([label[(c.method, c.hash)], c.kind, "full" if c.budget is None else c.budget, c.model,
                          score_text(c, "standard"), delta_text(c, "standard", versus), robust,
                          delta_text(c, "robust", versus), c.n])
@@ -132,7 +128,7 @@ def scores_table(cells_: list[Cell], norm: str, model: str, budget: int | None, 
     versus = {} if versus is None else versus
     sel = [c for c in cells_ if c.norm == norm and c.model == model and (c.budget == budget or c.budget is None)]
     datasets = sorted({c.dataset for c in sel})
-    best = {d: max((_mean(c.robust) for c in sel if c.dataset == d and c.budget is not None), default=None)
+    best = {d: max((statistics.fmean(c.robust) for c in sel if c.dataset == d and c.budget is not None), default=None)
             for d in datasets}
     label = method_labels(sel)
     rows = []
@@ -147,7 +143,7 @@ def scores_table(cells_: list[Cell], norm: str, model: str, budget: int | None, 
                     row += ["–", ""]
                     continue
                 text = score_text(found[0], score)
-                if score == "robust" and found[0].budget is not None and _mean(found[0].robust) == best[d]:
+                if score == "robust" and found[0].budget is not None and statistics.fmean(found[0].robust) == best[d]:
                     text = f"**{text}**"
                 row += [text, delta_text(found[0], score, versus)]
             rows.append(row)
@@ -171,7 +167,7 @@ def budget_table(cells_: list[Cell], dataset: str, model: str, norm: str, versus
                 row.append("–")
                 continue
             mark = MARKERS[versus[id(found[0])]["robust"].verdict] if id(found[0]) in versus else ""  # no "n/a"
-            row.append(f"{100 * _mean(found[0].standard):.2f} / {100 * _mean(found[0].robust):.2f} {mark}".rstrip())
+            row.append(f"{100 * statistics.fmean(found[0].standard):.2f} / {100 * statistics.fmean(found[0].robust):.2f} {mark}".rstrip())
         rows.append(row)
     return tabulate(rows, headers=["method", *[f"{b}/class" for b in budgets]], tablefmt="github",
                     disable_numparse=True)

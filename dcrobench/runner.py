@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import datetime as dt
 import logging
@@ -10,7 +9,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +260,7 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
                 other, other_cost = evaluate(stage, norm, m * eps, seed)
                 acc, seconds, cached = other.robust_acc, seconds + other_cost.seconds, cached and other_cost.cached
             curve.append({"multiple": m, "eps": m * eps, "robust_acc": acc})
-        return dataclasses.replace(at_eps, eps_curve=curve), StageCost(seconds, cached=cached)
+        return replace(at_eps, eps_curve=curve), StageCost(seconds, cached=cached)
 
     for seed in todo:
         ckey = compress_key(res, train_set, seed)

@@ -107,7 +107,7 @@ def _cell_fields(c: Cell) -> dict[str, Any]:
 
 def _uncertainty(c: Cell, versus: dict[str, Comparison] | None) -> dict[str, Any]:
     """The robust score's 95% interval and, where there is one, its comparison with Random."""
-    ci = c.interval("robust")
+    ci = c.estimate("robust")
     row: dict[str, Any] = {"robust_low": ci.low, "robust_high": ci.high}
     if versus is not None:
         rob = versus["robust"]
