@@ -7,7 +7,6 @@ and all of them read only fields that every record schema version (1 and 2) has.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,10 +170,3 @@ def method_labels(cells_: Iterable[Cell]) -> dict[tuple[str, str], str]:
     for c in cells_:
         hashes.setdefault(c.method, set()).add(c.hash)
     return {(c.method, c.hash): c.method if len(hashes[c.method]) == 1 else f"{c.method} ({c.hash})" for c in cells_}
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation (numpy's default, as in the paper's tables); the web page's. The
-    markdown tables and plots report the sample std of :meth:`Cell.estimate`."""
-    m = statistics.fmean(values)
-    return m, statistics.pstdev(values) if len(values) > 1 else 0.0

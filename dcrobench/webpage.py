@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .aggregate import KIND_ORDER, Cell, cell_key, cells, mean_std, versus_random
+from .aggregate import KIND_ORDER, Cell, cell_key, cells, versus_random
 from .results import Record
 from .stats import MARKERS, Comparison
 
@@ -79,7 +79,7 @@ FILTERS: tuple[tuple[str, str], ...] = (
 
 # --- rows ---------------------------------------------------------------------------------------------------------
 def page_rows(cells_: Iterable[Cell], records: Iterable[Record | dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain dict per cell: what it measures, its scores (fractions, mean and population std over seeds) and
+    """One plain dict per cell: what it measures, its scores (fractions: mean, sample std over seeds, 95% interval) and
     the provenance of its records (``records`` must hold them; matched to cells by :func:`cell_key`)."""
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
@@ -97,18 +97,17 @@ def _key_of(c: Cell) -> tuple:
 
 
 def _cell_fields(c: Cell) -> dict[str, Any]:
-    standard_mean, standard_std = mean_std(c.standard)
-    robust_mean, robust_std = mean_std(c.robust)
+    standard, robust = c.estimate("standard"), c.estimate("robust")  # the tables' numbers: sample std
     return {"protocol": c.protocol, "version": c.version, "method": c.method, "kind": c.kind, "dataset": c.dataset,
             "model": c.model, "norm": c.norm, "eps": c.eps, "budget": c.budget, "seeds": c.n,
-            "standard_mean": standard_mean, "standard_std": standard_std,
-            "robust_mean": robust_mean, "robust_std": robust_std, "protocol_hash": c.hash}
+            "standard_mean": standard.mean, "standard_std": standard.std,
+            "robust_mean": robust.mean, "robust_std": robust.std,
+            "robust_low": robust.low, "robust_high": robust.high, "protocol_hash": c.hash}
 
 
 def _uncertainty(c: Cell, versus: dict[str, Comparison] | None) -> dict[str, Any]:
-    """The robust score's 95% interval and, where there is one, its comparison with Random."""
-    ci = c.estimate("robust")
-    row: dict[str, Any] = {"robust_low": ci.low, "robust_high": ci.high}
+    """The robust score's comparison with Random, where there is one."""
+    row: dict[str, Any] = {}
     if versus is not None:
         rob = versus["robust"]
         row.update(robust_vs_random=rob.delta, robust_p=rob.p_value,
@@ -257,7 +256,7 @@ _PAGE = """<!DOCTYPE html>
 <header>
 <h1>{title}</h1>
 <p class="about">Standard score: clean test accuracy of the standard-trained model. Robust score: accuracy of the
-adversarially trained model under the pointwise worst case of every attack run. Mean and population std over seeds,
+adversarially trained model under the pointwise worst case of every attack run. Mean and sample std over seeds,
 in %; CI: the robust score's 95% interval (bootstrap over seeds and test points); Δ vs Random, p and verdict: the
 robust score against Random at the same budget on the same test points (exact McNemar test, 5%). One table per protocol version; versions are never mixed. Click a column header to sort.</p>
 <noscript><p class="noscript">The tables need JavaScript, which is off: the {entries} entries are in the JSON
