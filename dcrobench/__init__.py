@@ -5,6 +5,8 @@ The Python API (the CLI's commands, same names, defaults and errors)::
     import dcrobench
     records = dcrobench.run("random", "mnist5k", protocol="quick", seeds=1)   # list of Record
     dcrobench.compress("herding", "mnist5k", budget=10, out="herding10.pt")  # a CompressedSet
+    dcrobench.import_set(["images_best.pt", "labels_best.pt"], fmt="mtt", dataset="cifar10",
+                         name="mtt-official", normalized="cifar10", out="mtt.pt")  # a set distilled elsewhere
     dcrobench.sweep("benchmarks/grids/quick.yaml", results="results", workers=2)
     df = dcrobench.load_results("results")                                    # pandas, one row per record
     model = dcrobench.load_model("models/random_mnist5k_b50_mlp_linf_s0_<hash>_adversarial.safetensors")
@@ -14,11 +16,11 @@ Importing the package loads nothing heavy: each function imports torch and the p
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "compress", "sweep", "load_results", "load_model", "__version__"]
+__all__ = ["run", "compress", "import_set", "sweep", "load_results", "load_model", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "compress", "sweep", "load_results", "load_model"):
+    if name in ("run", "compress", "import_set", "sweep", "load_results", "load_model"):
         from . import api
 
         return getattr(api, name)

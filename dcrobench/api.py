@@ -95,6 +95,38 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
     return comp
 
 
+def import_set(files: str | Path | Sequence[str | Path], *, fmt: str, dataset: str, name: str,
+               out: str | Path | None = None, normalized: str | tuple[list[float], list[float]] | None = None,
+               experiment: int = 0, data_root: str | Path | None = None, download: bool = False) -> CompressedSet:
+    """Read a set distilled by other code (``fmt``: ``mtt``, ``dc`` or ``tensors``); like ``dcrobench import-set``.
+
+    ``normalized``: the (mean, std) the images were normalised with, as lists, a ``"MEAN,STD"`` string or a
+    preset name (``cifar10``, ``mnist``, ...); ``name``: the method label its records carry. Returns the
+    validated :class:`~dcrobench.methods.CompressedSet`; with ``out`` it is also written there (never
+    overwritten), ready for ``run(compressed=out)``.
+    """
+    from .datasets import load_dataset
+    from .errors import DcrobenchError
+    from .fileio import ensure_writable_dir
+    from .importing import import_set as read_set, parse_normalization
+    from .registry import registries
+
+    if out is not None:
+        out = Path(out)
+        if out.exists():
+            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+        ensure_writable_dir(out.parent, "output folder")
+    spec = registries().datasets.get(dataset)
+    if isinstance(normalized, str) or normalized is None:
+        normalized = parse_normalization(normalized, spec.channels)
+    files = [files] if isinstance(files, (str, Path)) else list(files)
+    train_set, _ = load_dataset(spec, Path(data_root) if data_root is not None else None, download)
+    comp = read_set(files, fmt=fmt, train_set=train_set, name=name, normalized=normalized, experiment=experiment)
+    if out is not None:
+        comp.save(out)
+    return comp
+
+
 def sweep(grid: str | Path, *, results: str | Path = "results", workers: int = 1, executor: str = "local",
           device: str | None = None, threads: int | str | None = "auto", progress: bool | None = None,
           ray_address: str | None = None) -> dict[str, Any]:

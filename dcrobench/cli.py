@@ -209,6 +209,37 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
     click.echo(f"wrote {len(comp)} images ({counts} per class) to {out}")
 
 
+@main.command("import-set")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from", "fmt", required=True, type=click.Choice(["mtt", "dc", "tensors"]),
+              help="mtt: images_best.pt + labels_best.pt; dc: a DC/DSA/DM result file; tensors: .pt/.npz/.npy tensors")
+@click.option("--dataset", "-d", required=True, help="the dataset the set was distilled from")
+@click.option("--name", required=True, help="the method label its records carry (e.g. mtt-official)")
+@click.option("--normalized", help="undo this normalisation: MEAN,STD (means then stds, per channel) or a preset "
+              "(mnist, cifar10, cifar100, svhn: the DC code bases' constants)")
+@click.option("--experiment", type=int, default=0, show_default=True, help="dc: which experiment's set")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="file to write (never overwritten)")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
+@click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
+def import_set(files, fmt, dataset, name, normalized, experiment, out, data_root, download) -> None:
+    """Import a set distilled by other code, validated, with its provenance; score it with
+    `dcrobench run --compressed OUT`. Files are read without unpickling (torch weights_only / numpy)."""
+    from . import api
+    from .registry import registries
+
+    try:
+        _warn_failures(registries())
+        comp = api.import_set(files, fmt=fmt, dataset=dataset, name=name, out=out, normalized=normalized,
+                              experiment=experiment, data_root=data_root, download=download)
+    except DcrobenchError as exc:
+        _fail(exc)
+    counts = comp.provenance.per_class_counts
+    click.echo(f"wrote {len(comp)} images ({counts} per class, {100 * comp.meta['clipped_fraction']:.2f}% of pixels "
+               f"clipped to [0, 1]) to {out}")
+
+
 @main.command()
 @click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),

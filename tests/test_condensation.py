@@ -14,6 +14,8 @@ from dcrobench_plugins.condensation.common import STD_FLOOR
 from dcrobench_plugins.condensation.dm import DM, class_means
 from dcrobench_plugins.condensation.dsa import DSA
 from dcrobench_plugins.condensation.gm import GM, gradient_distance, layer_distance
+from dcrobench_plugins.condensation.idm import IDM
+from dcrobench_plugins.condensation.robust_tm import GUARD, MAT
 from dcrobench_plugins.condensation.tm import TM, ExpertBuffer, trajectory_distance
 
 from dcrobench.errors import BudgetError, MethodError
@@ -266,11 +268,11 @@ def test_tm_rejects_start_epochs_beyond_the_experts(digits3):
 
 
 # ---------------------------------------------------------------------------------- registry
-def test_plugin_registers_the_three_methods():
+def test_plugin_registers_the_condensation_methods():
     from dcrobench_plugins.condensation.plugin import register_methods
 
     classes = register_methods()
-    assert sorted(c.name for c in classes) == ["dm", "gm", "tm"]
+    assert sorted(c.name for c in classes) == ["dm", "gm", "guard", "idm", "mat", "tm"]
     for c in classes:
         assert c.kind == "condensation" and c.uses_seed
         c(**c.default_params)  # every default is an accepted parameter
@@ -279,7 +281,10 @@ def test_plugin_registers_the_three_methods():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cls,kw", [(DM, {"iterations": 3, "batch_real": 10}),
                                     (GM, {"iterations": 1, "outer_loop": 2, "inner_loop": 1, "batch_real": 10}),
-                                    (TM, {**TM_KW, "iterations": 2})])
+                                    (TM, {**TM_KW, "iterations": 2}),
+                                    (IDM, {"iterations": 3, "batch_real": 10, "net_num": 2, "trained_bs": 16}),
+                                    (MAT, {**TM_KW, "iterations": 2, "adv_steps": 2}),
+                                    (GUARD, {**TM_KW, "iterations": 2})])
 def test_runs_on_cuda(digits3, cls, kw):
     res = cls(**{**NET, **kw}).run(digits3, 2, 0, torch.device("cuda"))
     check_output(res, 2)

@@ -28,6 +28,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -42,6 +43,9 @@ from dcrobench.progress import bar
 from dcrobench_plugins.models import build_convnet
 
 from .dsa import DEFAULT_DSA_PARAMS, DEFAULT_DSA_STRATEGY, DSA
+
+#: a training loss on one (augmented, normalised) minibatch: ``(model, x, y, generator) -> loss``
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 #: parameters that do not change the result (excluded from cache keys)
 NON_SEMANTIC = ("checkpoint_every", "progress")
@@ -368,9 +372,13 @@ def sgd_step(ctx: Context, loss: torch.Tensor, names: tuple[str, ...] = ("img",)
 
 
 def train_epoch(ctx: Context, model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch: int, gen: torch.Generator) -> float:
+                batch: int, gen: torch.Generator, *, loss_fn: BatchLoss | None = None,
+                after_step: Callable[[], None] | None = None) -> float:
     """One epoch of SGD on normalised inputs ``x`` with DSA (a fresh transformation per batch,
-    one parameter set per image: the originals' non-siamese ``seed=-1`` use)."""
+    one parameter set per image: the originals' non-siamese ``seed=-1`` use).
+
+    ``loss_fn(model, xb, yb, gen)`` replaces the cross-entropy (MAT's adversarial loss, GUARD's
+    curvature-regularised one); ``after_step`` runs after every optimiser step (MAT's EMA)."""
     # The networks of GM's inner loop and TM's experts train here, not in dcrobench.train.train (the
     # protocol's loop), which cannot run them without changing every condensed set and expert
     # buffer: the order and a DSA transformation of every minibatch come from the caller's
@@ -390,9 +398,11 @@ def train_epoch(ctx: Context, model: nn.Module, opt: torch.optim.Optimizer, x: t
         if ctx.dsa.enabled:
             prm = ctx.dsa.sample(xb.shape[0], tuple(xb.shape[2:]), gen, shared_family=True)
             xb = ctx.dsa(xb, prm)
-        loss = crit(model(xb), yb)
+        loss = crit(model(xb), yb) if loss_fn is None else loss_fn(model, xb, yb, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after_step is not None:
+            after_step()
         total += float(loss.detach()) * idx.numel()
     return total / max(1, n)

@@ -38,6 +38,7 @@ from dcrobench.fileio import atomic_torch_save
 
 from .common import (
     COMMON_DEFAULTS,
+    BatchLoss,
     CondensationMethod,
     Context,
     body,
@@ -96,6 +97,17 @@ def normalized_distance(end: torch.Tensor, start: torch.Tensor, target: torch.Te
     return ((end - target) ** 2).sum() / ((start - target) ** 2).sum().clamp_min(1e-12)
 
 
+class ParameterEMA:
+    """An exponential moving average of a model's flat parameters, updated after every step."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model, self.decay = model, float(decay)
+        self.params = flat_params(model).clone()
+
+    def update(self) -> None:
+        self.params.mul_(self.decay).add_(flat_params(self.model), alpha=1.0 - self.decay)
+
+
 class ExpertBuffer:
     """Expert trajectories on disk: ``<dir>/expert_<i>/epoch_<e>.pt`` = {"params": flat, ...}."""
 
@@ -149,18 +161,32 @@ class TM(CondensationMethod):
     }
 
     # ---- experts ---------------------------------------------------------------------------
+    #: the parameters the expert trajectories depend on (MAT and GUARD add their training loss's)
+    expert_params: ClassVar[tuple[str, ...]] = (
+        "net_width", "net_depth", "net_norm", "dsa_strategy", "dsa_params", "lr_teacher", "expert_batch",
+        "expert_momentum", "expert_weight_decay")
+    expert_kind: ClassVar[str] = "tm-experts"
+
     def expert_key(self, data) -> str:
         p = self.semantic_params()
-        keep = ("net_width", "net_depth", "net_norm", "dsa_strategy", "dsa_params", "lr_teacher", "expert_batch",
-                "expert_momentum", "expert_weight_decay")
         # trajectories do not depend on their length: a longer buffer extends a shorter one
-        return content_key("tm-experts", self.version, data.fingerprint(), data.num_classes, {k: p[k] for k in keep})
+        return content_key(self.expert_kind, self.version, data.fingerprint(), data.num_classes,
+                           {k: p[k] for k in self.expert_params})
+
+    def expert_loss(self, ctx: Context) -> BatchLoss | None:
+        """The experts' minibatch loss (``None``: cross-entropy, MTT's natural training)."""
+        return None
+
+    def trajectory_smoother(self, model: nn.Module) -> ParameterEMA | None:
+        """What the stored trajectory follows instead of the raw weights (``None``: the weights)."""
+        return None
 
     def extra_key(self, data) -> list:
         return [self.expert_key(data)]
 
     def buffer(self, data) -> ExpertBuffer:
-        return ExpertBuffer(cache_dir("condensation") / f"experts-{self.expert_key(data)}")
+        prefix = "experts" if self.expert_kind == "tm-experts" else self.expert_kind
+        return ExpertBuffer(cache_dir("condensation") / f"{prefix}-{self.expert_key(data)}")
 
     def prepare(self, ctx: Context) -> None:
         p = self.params
@@ -193,29 +219,40 @@ class TM(CondensationMethod):
                 opt = torch.optim.SGD(model.parameters(), lr=float(p["lr_teacher"]),
                                       momentum=float(p["expert_momentum"]),
                                       weight_decay=float(p["expert_weight_decay"]))
+                smoother = self.trajectory_smoother(model)
+
+                def point() -> torch.Tensor:  # the trajectory's parameters now
+                    return (smoother.params if smoother is not None else flat_params(model)).cpu()
+
                 if done < 0:
-                    buf.save(i, 0, {"params": flat_params(model).cpu(), "train_loss": float("nan"),
-                                    "seconds_total": 0.0})
+                    buf.save(i, 0, {"params": point(), "train_loss": float("nan"), "seconds_total": 0.0})
                     done, seconds = 0, 0.0
                     bar.update(1)
                 else:  # resume from the last stored epoch
                     state = buf.load(i, done)
                     seconds = float(state["seconds_total"])
+                    weights = state.get("weights", state["params"])  # "weights": the raw ones, when smoothed
                     with torch.no_grad():
-                        for prm, v in zip(model.parameters(), student.unflatten(state["params"].to(ctx.device)).values()):
+                        for prm, v in zip(model.parameters(), student.unflatten(weights.to(ctx.device)).values()):
                             prm.copy_(v)
+                    if smoother is not None:
+                        smoother.params = state["params"].to(ctx.device).clone()
                     if "momentum" in state:
                         mom = student.unflatten(state["momentum"].to(ctx.device))
                         for prm, v in zip(model.parameters(), mom.values()):
                             opt.state[prm]["momentum_buffer"] = v.clone()
+                loss_fn = self.expert_loss(ctx)
                 for e in range(done, epochs):
                     te = time.perf_counter()
                     model.train()
                     loss = train_epoch(ctx, model, opt, ctx.real, ctx.real_labels, int(p["expert_batch"]),
-                                       seeded_generator("tm-expert", i, "epoch", e))
+                                       seeded_generator("tm-expert", i, "epoch", e), loss_fn=loss_fn,
+                                       after_step=None if smoother is None else smoother.update)
                     seconds += time.perf_counter() - te
-                    payload = {"params": flat_params(model).cpu(), "train_loss": float(loss),
+                    payload = {"params": point(), "train_loss": float(loss),
                                "seconds_total": seconds}  # training time of this expert so far
+                    if smoother is not None:
+                        payload["weights"] = flat_params(model).cpu()
                     if float(p["expert_momentum"]) > 0:
                         payload["momentum"] = torch.cat([opt.state[prm]["momentum_buffer"].detach().reshape(-1)
                                                          for prm in model.parameters()]).cpu()

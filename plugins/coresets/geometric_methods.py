@@ -86,26 +86,33 @@ def herding_select(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def kcenter_select(x: torch.Tensor, k: int, start: int) -> tuple[torch.Tensor, float]:
-    """Farthest-first traversal from row ``start``: ``k`` distinct indices (selection order) and
-    the covering radius ``max_i min_{c in centers} ||x_i - x_c||`` of the result.
+    """Farthest-first traversal of the rows of ``x`` (Euclidean) from row ``start``: ``k`` distinct
+    indices (selection order) and the covering radius ``max_i min_{c in centers} ||x_i - x_c||``."""
+    return farthest_first(x.shape[0], k, start, lambda p: torch.linalg.vector_norm(x - x[p], dim=1))
 
-    Keeps one vector of each point's distance to its nearest center, updated in O(n d) per step.
+
+def farthest_first(n: int, k: int, start: int, distance_to: Callable[[int], torch.Tensor]
+                   ) -> tuple[torch.Tensor, float]:
+    """Gonzalez's farthest-first traversal under any dissimilarity: ``distance_to(p)`` is the
+    ``[n]`` vector of dissimilarities from point ``p`` to every point. Returns ``k`` distinct
+    indices (selection order) and ``max_i min_{c in centers} d(i, c)``.
+
+    Keeps one vector of each point's dissimilarity to its nearest center, updated in O(n d) per step.
     """
-    n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k-center needs 1 <= k <= n, got k={k}, n={n}")
-    order = torch.empty(k, dtype=torch.long, device=x.device)
+    mind = distance_to(start).clone()
+    order = torch.empty(k, dtype=torch.long, device=mind.device)
     order[0] = start
-    mind = torch.linalg.vector_norm(x - x[start], dim=1)
     mind[start] = 0.0
     for t in range(1, k):
         p = int(torch.argmax(mind))
         if float(mind[p]) <= 0.0:  # every remaining point duplicates a center: take unchosen ones
-            chosen = torch.zeros(n, dtype=torch.bool, device=x.device)
+            chosen = torch.zeros(n, dtype=torch.bool, device=mind.device)
             chosen[order[:t]] = True
             p = int(torch.nonzero(~chosen)[0])
         order[t] = p
-        mind = torch.minimum(mind, torch.linalg.vector_norm(x - x[p], dim=1))
+        mind = torch.minimum(mind, distance_to(p))
         mind[p] = 0.0
     return order, float(mind.max())
 
