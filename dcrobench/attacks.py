@@ -49,9 +49,18 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: torch.Tensor) 
     return (x + delta).clamp_(0.0, 1.0)
 
 
+#: a per-sample attack loss ``(logits, y) -> [B]`` that PGD ascends
+AttackLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float | torch.Tensor,
-        steps: int, step_size: float, random_start: bool = True) -> torch.Tensor:
-    """Projected gradient ascent on the cross-entropy (Madry et al.); ``step_size`` is a fraction of eps.
+        steps: int, step_size: float, random_start: bool = True, loss: AttackLoss = cross_entropy_loss) -> torch.Tensor:
+    """Projected gradient ascent on ``loss`` (default: the cross-entropy; Madry et al.); ``step_size`` is a
+    fraction of eps.
 
     ``eps`` may be one number or one radius per sample (generalized adversarial training).
     """
@@ -73,8 +82,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():  # the evaluation runs attacks under no_grad, as AutoAttack does
-            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)
+            (grad,) = torch.autograd.grad(loss(model(x_adv), y).sum(), x_adv)
         with torch.no_grad():
             if norm == "linf":
                 x_adv = x_adv + alpha * grad.sign()
@@ -88,7 +96,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
 
 
 # --- the contract ----------------------------------------------------------------------------
-#: build(model, *, norm, eps, params, seed, device) -> (x, y) -> x_adv
+#: build(model, *, norm, eps, params, seed, device[, surrogate]) -> (x, y) -> x_adv. A minimal-perturbation
+#: attack may return ``(x_adv, size)`` instead: per point, the norm of the smallest perturbation it found
+#: that changes the decision (``inf`` where none), whose median the evaluation reports.
 AttackBuilder = Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
@@ -102,6 +112,8 @@ class AttackSpec:
     #: extra validation of the merged settings (raise ProtocolError); types and unknown keys are checked for every attack
     check: Callable[[dict[str, Any]], None] | None = None
     autoattack: bool = False  # one of AutoAttack's components (counted in ``autoattack_acc``)
+    #: a transfer attack: ``build`` also gets ``surrogate=``, the model the examples are crafted on
+    needs_surrogate: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,17 @@ def check_params(spec: AttackSpec, given: Any, where: str) -> dict[str, Any]:
     if spec.check is not None:
         spec.check(params)
     return params
+
+
+def attack_members(names: tuple[str, ...], lookup: Callable[[str], Any]) -> list[str]:
+    """The attacks ``names`` stand for, sets expanded, in run order."""
+    out: list[str] = []
+    for name in names:
+        item = lookup(name)
+        for member in (item.members if isinstance(item, AttackSet) else (name,)):
+            if member not in out:
+                out.append(member)
+    return out
 
 
 def configure_attacks(names: tuple[str, ...], blocks: dict[str, Any], lookup: Callable[[str], Any]) -> list[ConfiguredAttack]:
@@ -227,13 +250,15 @@ def _predict(model: nn.Module, x: torch.Tensor, bs: int) -> torch.Tensor:
 def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, norm: str, eps: float,
                         attacks: list[ConfiguredAttack], mode: str = "cascade", batch_size: int = 500, seed: int = 0,
                         device: torch.device | str = "cpu", checkpoint: EvalCheckpoint | None = None,
-                        progress: bool | None = None) -> dict[str, Any]:
+                        progress: bool | None = None, surrogate: nn.Module | None = None) -> dict[str, Any]:
     """Clean accuracy, the accuracy after each attack, the pointwise worst case and per-point flags.
 
     Everything stays on ``device``; batches are the robust points in index order, as AutoAttack
     takes them, and every attack is built with the evaluation's seed, so a cascade of pyautoattack
     components gives exactly AutoAttack's flags. ``attacks[name]`` is, in cascade mode, the
     accuracy after that attack and all earlier ones; in independent mode, that attack's own.
+    Transfer attacks craft their examples on ``surrogate``; minimal-perturbation attacks add
+    ``minimal_perturbation[name]``, the median over the clean-correct points they ran on.
     """
     from tqdm.auto import tqdm
 
@@ -248,6 +273,7 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
         state = {"clean": (_predict(model, x_all, batch_size) == y_all).cpu(), "flags": {}, "done": {}}
     clean = state["clean"].to(device)
     flags: dict[str, torch.Tensor] = {}
+    medians: dict[str, float | None] = {}
     survivors = clean.clone()
     bar = tqdm(attacks, desc=f"attacks {norm}", leave=False, disable=None if progress is None else not progress)
     for attack in bar:
@@ -256,20 +282,36 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
         ok = (survivors if mode == "cascade" else clean).clone() if ok is None else ok.to(device)
         # the points this attack works on are fixed before it starts, so a resumed run takes the same batches
         todo = torch.nonzero(survivors if mode == "cascade" else clean).flatten()
-        run = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=seed, device=device)
+        extra = {}
+        if attack.spec.needs_surrogate:
+            if surrogate is None:
+                raise ValueError(f"attack '{attack.name}' is a transfer attack and needs a surrogate model")
+            surrogate.eval()
+            extra["surrogate"] = surrogate
+        run = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=seed, device=device, **extra)
+        sizes = state.setdefault("sizes", {}).get(attack.name)
+        sizes = torch.full((n,), float("nan")) if sizes is None else sizes.clone()
         batches = [todo[i:i + batch_size] for i in range(0, todo.numel(), batch_size)]
         for b_i in range(int(state["done"].get(attack.name, 0)), len(batches)):
             b = batches[b_i]
             x, y = x_all[b], y_all[b]
             with torch.no_grad():  # attacks enable gradients where they need them (as inside AutoAttack)
                 x_adv = run(x, y)
+                if isinstance(x_adv, tuple):
+                    x_adv, size = x_adv
+                    sizes[b.cpu()] = size.detach().float().cpu()
                 check_perturbation(x_adv, x, norm, eps, attack.name)
                 ok[b] = model(x_adv).argmax(1) == y
             if checkpoint is not None:
                 state["flags"][attack.name] = ok.cpu()
                 state["done"][attack.name] = b_i + 1
+                state["sizes"][attack.name] = sizes
                 checkpoint.save(state)
         flags[attack.name] = ok
+        state["sizes"][attack.name] = sizes
+        if not torch.isnan(sizes).all():
+            median = float(sizes[~torch.isnan(sizes)].median())
+            medians[attack.name] = median if math.isfinite(median) else None  # most points never flipped
         if mode == "cascade":
             survivors = ok
         state["flags"][attack.name] = ok.cpu()
@@ -285,6 +327,8 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
     prefix = [a.name for a in attacks[:len(aa)]]
     if aa and (mode == "independent" or prefix == aa):  # in a cascade, only when AutoAttack's components run first
         out["autoattack_acc"] = acc(torch.stack([clean, *(flags[a] for a in aa)]).all(0))
+    if medians:
+        out["minimal_perturbation"] = medians
     out["flags"] = {"encoding": "packbits-base64", "clean": encode_flags(clean),
                     **{name: encode_flags(f) for name, f in flags.items()}}
     return out

@@ -49,7 +49,8 @@ def main() -> None:
         logger.propagate = False
 
 
-DESCRIPTION_WIDTH = 64
+LINE_WIDTH = 127  # `dcrobench list` lines stay within this
+MIN_DESCRIPTION_WIDTH = 40
 PROTOCOL_HASH_NOTE = textwrap.fill(
     "The hash above is the protocol file's. Each record carries its method's own hash instead: the protocol with "
     "only that method's parameters (other methods' blocks left out), so tuning one method never orphans another's "
@@ -91,7 +92,9 @@ def list_cmd(kind: str | None) -> None:
             rows = [[n, reg.source(n), reg.origin(n).provider, text(reg.get(n), "description")] for n in reg]
         headers = {"methods": ["method", "kind", "plugin", "distribution", "description"],
                    "protocols": ["protocol", "version", "hash", "description"]}.get(k, [k[:-1], "plugin", "distribution", "description"])
-        widths = [None] * (len(headers) - 1) + [DESCRIPTION_WIDTH]  # long descriptions wrap, lines stay short
+        # long descriptions wrap into what the other columns leave of a LINE_WIDTH line
+        others = sum(max(len(str(r[i])) for r in [headers, *rows]) + 2 for i in range(len(headers) - 1))
+        widths = [None] * (len(headers) - 1) + [max(MIN_DESCRIPTION_WIDTH, LINE_WIDTH - others)]
         click.echo(f"\n{k}:\n" + tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=widths))
         if k == "protocols":
             click.echo(PROTOCOL_HASH_NOTE)

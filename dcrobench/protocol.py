@@ -65,6 +65,11 @@ class EvalSettings:
     #: robustness curve: the adversarially trained model is also attacked at these multiples of the
     #: protocol's epsilon (recorded as ``adversarial.eps_curve``; the robust score stays at 1x)
     eps_sweep: tuple[float, ...] = ()
+    #: further attacks (and sets), each run on its own on every clean-correct point of both models and
+    #: reported per attack (``extra_attacks`` of the evaluation); outside the robust score unless
+    #: ``extra_in_score``, which makes the score the pointwise worst case over these too
+    extra_attacks: tuple[str, ...] = ()
+    extra_in_score: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,9 @@ class Protocol:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("description")
-        if not d["evaluation"]["eps_sweep"]:  # options added later hash only when set: old hashes stay valid
-            d["evaluation"].pop("eps_sweep")
+        for option in ("eps_sweep", "extra_attacks", "extra_in_score"):
+            if not d["evaluation"][option]:  # options added later hash only when set: old hashes stay valid
+                d["evaluation"].pop(option)
         return d
 
     @property
@@ -262,6 +268,14 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     if any(m <= 0 for m in sweep) or len(set(sweep)) != len(sweep):
         raise ProtocolError(f"evaluation.eps_sweep: multiples of epsilon must be positive and distinct, got {list(sweep)}")
     nested["evaluation"] = dataclasses.replace(nested["evaluation"], eps_sweep=tuple(sorted(sweep)))
+    extra = nested["evaluation"].extra_attacks
+    if isinstance(extra, str) or not all(isinstance(a, str) for a in extra):
+        raise ProtocolError(f"evaluation.extra_attacks: a list of attack names, got {extra!r}")
+    if len(set(extra)) != len(extra) or set(extra) & set(nested["evaluation"].attacks):
+        raise ProtocolError("evaluation.extra_attacks: names repeat, or repeat an attack of evaluation.attacks")
+    if nested["evaluation"].extra_in_score and not extra:
+        raise ProtocolError("evaluation.extra_in_score: there are no extra_attacks")
+    nested["evaluation"] = dataclasses.replace(nested["evaluation"], extra_attacks=tuple(extra))
     if nested["evaluation"].mode not in EVAL_MODES:
         raise ProtocolError(f"evaluation.mode must be one of {', '.join(EVAL_MODES)}, got {nested['evaluation'].mode!r}")
     attack_blocks = _mapping(proto.attacks, "attacks")

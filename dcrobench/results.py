@@ -125,6 +125,10 @@ class Evaluation(_JsonObject):
     test_fingerprint: str | None = None  # the test points the flags refer to, in order
     #: robust accuracy at other radii (``evaluation.eps_sweep``): [{"multiple", "eps", "robust_acc"}], by multiple
     eps_curve: list[dict[str, float]] | None = None
+    #: median size of the smallest decision-changing perturbation, per minimal-perturbation attack
+    minimal_perturbation: dict[str, float | None] | None = None
+    #: ``evaluation.extra_attacks``: {"mode", "attacks", "flags", "minimal_perturbation", "in_score"}
+    extra_attacks: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def point_flags(self, which: str = "robust") -> np.ndarray | None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .attacks import ConfiguredAttack, configure_attacks, evaluate_robustness
+from .attacks import ConfiguredAttack, attack_members, configure_attacks, evaluate_robustness
 from .datasets import DatasetSpec, load_dataset, stratified_subset
 from .cache import cache_root
 from .costs import StageCost
@@ -69,6 +69,12 @@ class RunSetup:
     budget: int | None
     #: distribution that provided the method ({distribution, version, plugin})
     source: dict[str, str] = field(default_factory=dict)
+    #: ``evaluation.extra_attacks``, configured (each runs on its own, reported per attack)
+    extra_attacks: list[ConfiguredAttack] = field(default_factory=list)
+
+    @property
+    def needs_surrogate(self) -> bool:
+        return any(a.spec.needs_surrogate for a in [*self.attacks, *self.extra_attacks])
 
 
 def resolve(req: RunRequest, regs: Registries) -> RunSetup:
@@ -77,16 +83,21 @@ def resolve(req: RunRequest, regs: Registries) -> RunSetup:
     dataset = regs.datasets.get(req.dataset)
     model_name = req.model or req.protocol.model
     model_spec = regs.models.get(model_name)
-    attacks = configure_attacks(req.protocol.evaluation.attacks, req.protocol.attacks, regs.attacks.get)
+    ev = req.protocol.evaluation
+    configured = configure_attacks(ev.attacks + ev.extra_attacks, req.protocol.attacks, regs.attacks.get)
+    headline = set(attack_members(ev.attacks, regs.attacks.get))
+    attacks = [a for a in configured if a.name in headline]
+    extra_attacks = [a for a in configured if a.name not in headline]
     if req.method is not None:
         cls = regs.methods.get(req.method)
         method = cls(**req.protocol.method_params(req.method, cls.protocol_blocks))
         budget = req.budget if req.budget is not None else req.protocol.budget
         return RunSetup(dataset, model_name, model_spec.build, attacks, req.method, method, None,
-                        budget if cls.uses_budget else None, source=_origin(regs, req.method))
+                        budget if cls.uses_budget else None, source=_origin(regs, req.method),
+                        extra_attacks=extra_attacks)
     compressed, name, budget = load_compressed_file(Path(req.compressed_file), dataset)
     return RunSetup(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
-                    source=_file_source(compressed.provenance.source))
+                    source=_file_source(compressed.provenance.source), extra_attacks=extra_attacks)
 
 
 def _origin(regs: Registries, method: str) -> dict[str, str]:
@@ -229,7 +240,6 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
     test_eval = stratified_subset(test_set, p.evaluation.test_subset)
     settings = p.train_for(res.method_name)
     model_id = (res.model_name, json_safe(p.model_params))
-    attack_key = [a.key() for a in res.attacks]
     ev = p.evaluation
     budget = "full" if res.budget is None else f"b{res.budget}"
     started = time.perf_counter()
@@ -239,15 +249,40 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
         log(f"{res.method_name} {res.dataset.name} {budget} {res.model_name} s{seed} · {what}: {how} "
             f"({cost.seconds:.1f} s; {time.perf_counter() - started:.0f} s elapsed)")
 
-    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[Evaluation, StageCost]:
-        key = StageStore.key("attack", stage.key, norm, eps, attack_key, ev.mode, ev.batch_size,
-                             test_eval.fingerprint(), seed)
+    surrogates: dict[tuple[str, int], ModelStage] = {}
+
+    def surrogate(norm: str, eps: float, seed: int) -> ModelStage | None:
+        if not res.needs_surrogate:
+            return None
+        if (norm, seed) not in surrogates:
+            surrogates[(norm, seed)] = surrogate_stage(req, regs, res, train_set, store, norm, eps, seed,
+                                                       lambda cost: stage_line(seed, f"train surrogate {norm}", cost))
+        return surrogates[(norm, seed)]
+
+    def attack_stage(stage: ModelStage, norm: str, eps: float, seed: int, attacks: list[ConfiguredAttack],
+                     mode: str) -> tuple[dict, StageCost]:
+        sur = surrogate(norm, eps, seed) if any(a.spec.needs_surrogate for a in attacks) else None
+        key = StageStore.key("attack", stage.key, norm, eps, [a.key() for a in attacks], mode, ev.batch_size,
+                             test_eval.fingerprint(), seed, *([sur.key] if sur is not None else []))
         result, cost = store.evaluation(key, stage.model, lambda model, checkpoint: evaluate_robustness(
-            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=res.attacks, mode=ev.mode,
-            batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress))
+            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=attacks, mode=mode,
+            batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress,
+            surrogate=sur.model() if sur is not None else None))
+        return result, cost
+
+    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[Evaluation, StageCost]:
+        result, cost = attack_stage(stage, norm, eps, seed, res.attacks, ev.mode)
         stage_line(seed, f"attack {stage.kind} model {norm} ({test_eval.images.shape[0]} test points)", cost)
         # test_fingerprint: the points the flags refer to
         return Evaluation.from_json({**result, "test_fingerprint": test_eval.fingerprint()}), cost
+
+    def with_extra_attacks(stage: ModelStage, at_eps: Evaluation, cost: StageCost, norm: str, eps: float,
+                           seed: int) -> tuple[Evaluation, StageCost]:
+        """``at_eps`` with the protocol's extra attacks, each on every clean-correct point."""
+        result, extra_cost = attack_stage(stage, norm, eps, seed, res.extra_attacks, "independent")
+        stage_line(seed, f"extra attacks {stage.kind} model {norm} ({', '.join(result['attacks'])})", extra_cost)
+        total = StageCost(cost.seconds + extra_cost.seconds, cached=cost.cached and extra_cost.cached)
+        return merge_extra_attacks(at_eps, result, in_score=ev.extra_in_score), total
 
     def robustness_curve(stage: ModelStage, at_eps: Evaluation, cost: StageCost, norm: str, eps: float,
                          seed: int) -> tuple[Evaluation, StageCost]:
@@ -302,6 +337,9 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
                 continue
             std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
             adv_eval, adv_eval_cost = evaluate(adv, norm, eps, seed)
+            if res.extra_attacks:
+                std_eval, std_eval_cost = with_extra_attacks(std, std_eval, std_eval_cost, norm, eps, seed)
+                adv_eval, adv_eval_cost = with_extra_attacks(adv, adv_eval, adv_eval_cost, norm, eps, seed)
             if ev.eps_sweep:
                 adv_eval, adv_eval_cost = robustness_curve(adv, adv_eval, adv_eval_cost, norm, eps, seed)
 
@@ -325,6 +363,55 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
             log(f"seed {seed} {norm}: standard score {record.scores.standard:.4f}, "
                 f"robust score {record.scores.robust:.4f} -> {path}")
     return records
+
+
+def merge_extra_attacks(at_eps: Evaluation, result: dict[str, Any], *, in_score: bool) -> Evaluation:
+    """The evaluation with ``extra_attacks`` from an independent-mode ``result``; with ``in_score`` the
+    extra attacks also join ``attacks`` and the flags, so ``robust_acc`` is the worst case over them too."""
+    extra = {"mode": "independent", "attacks": result["attacks"], "flags": result["flags"], "in_score": in_score}
+    if result.get("minimal_perturbation"):
+        extra["minimal_perturbation"] = result["minimal_perturbation"]
+    merged = replace(at_eps, extra_attacks=extra)
+    if not in_score:
+        return merged
+    from .attacks import decode_flags
+
+    flags = {**(at_eps.flags or {}), **{k: v for k, v in result["flags"].items() if k not in ("encoding", "clean")}}
+    n = int(at_eps.n or 0)
+    worst = None
+    for name, text in flags.items():
+        if name != "encoding":
+            bits = decode_flags(text, n)
+            worst = bits if worst is None else worst & bits
+    return replace(merged, attacks={**at_eps.attacks, **result["attacks"]}, flags=flags,
+                   robust_acc=int(worst.sum()) / n if worst is not None else at_eps.robust_acc,
+                   minimal_perturbation={**(at_eps.minimal_perturbation or {}),
+                                         **result.get("minimal_perturbation", {})} or None)
+
+
+def surrogate_stage(req: RunRequest, regs: Registries, res: RunSetup, train_set: ImageSet, store: StageStore,
+                    norm: str, eps: float, seed: int, on_ready: Callable[[StageCost], None]) -> ModelStage:
+    """The transfer attacks' surrogate: the full-data adversarially trained model of the same protocol
+    cell (architecture, norm, eps, seed): the very stage a ``full`` run trains and caches."""
+    p = req.protocol
+    cls = regs.methods.get("full")
+    full = cls(**p.method_params("full", cls.protocol_blocks))
+    setup = replace(res, method_name="full", method=full, compressed=None, budget=None)
+    ckey = compress_key(setup, train_set, seed)
+    settings = p.train_for("full")
+    model_id = (res.model_name, json_safe(p.model_params))
+
+    def fit(model: torch.nn.Module) -> dict:
+        comp = compress(setup, train_set, seed, req.device, req.progress)
+        radius, _info = adversarial_radius(comp, p, norm, eps)
+        return train(model, comp.images, comp.labels, settings, weights=comp.weights,
+                     adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
+                     progress=req.progress, desc=f"surrogate {norm} s{seed}")
+
+    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial), norm, eps,
+                         "eps", None, seed)
+    return ModelStage(store, key, "adversarial", lambda: build_model(setup, p, seed).to(req.device), fit,
+                      on_ready=on_ready)
 
 
 class ModelStage:

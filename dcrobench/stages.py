@@ -150,7 +150,8 @@ class _FileCheckpoint(EvalCheckpoint):
                 raise ValueError("no clean flags")
             self.seconds_before = float(state.get("seconds", 0.0))
             self.store.loaded["attack-batches"] += sum(int(v) for v in state["done"].values())
-            return {"clean": state["clean"], "flags": dict(state["flags"]), "done": dict(state["done"])}
+            return {"clean": state["clean"], "flags": dict(state["flags"]), "done": dict(state["done"]),
+                    "sizes": dict(state.get("sizes", {}))}
         except Exception as exc:
             self.store.report_damaged(self.path, exc)
             return None

@@ -90,6 +90,8 @@ def _consistency_errors(rec: dict[str, Any]) -> list[str]:
             errors.append(f"{part}: robust_acc is not the worst case of clean and every attack")
     if rec["schema_version"] >= 2:
         errors += [e for part in ("standard", "adversarial") for e in _flag_errors(part, rec[part])]
+        errors += [e for part in ("standard", "adversarial") if rec[part].get("extra_attacks")
+                   for e in _extra_attack_errors(part, rec[part])]
     if abs(rec["scores"]["standard"] - rec["standard"]["clean_acc"]) > TOLERANCE:
         errors.append("scores/standard: is not standard/clean_acc (the standard-trained model's clean accuracy)")
     if abs(rec["scores"]["robust"] - rec["adversarial"]["robust_acc"]) > TOLERANCE:
@@ -122,6 +124,33 @@ def _flag_errors(part: str, ev: dict[str, Any]) -> list[str]:
     if abs(int(worst.sum()) / n - ev["robust_acc"]) > TOLERANCE:
         return [f"{part}: robust_acc is not the pointwise worst case of the flags"]
     return []
+
+
+def _extra_attack_errors(part: str, ev: dict[str, Any]) -> list[str]:
+    """Each extra attack's flags give its accuracy, and no attack beats clean accuracy (independent mode)."""
+    extra = ev["extra_attacks"]
+    pseudo = {"flags": extra["flags"], "n": ev["n"], "clean_acc": ev["clean_acc"], "attacks": extra["attacks"],
+              "robust_acc": None}
+    for name, acc in extra["attacks"].items():
+        if acc > ev["clean_acc"] + TOLERANCE:
+            return [f"{part}/extra_attacks/{name}: accuracy {acc:.4f} above the clean accuracy"]
+        if extra["in_score"] and ev["robust_acc"] > acc + TOLERANCE:
+            return [f"{part}: robust_acc is not the worst case of the extra attacks it counts"]
+    errors = _flag_errors(f"{part}/extra_attacks", {**pseudo, "robust_acc": _worst_of(pseudo)})
+    return errors
+
+
+def _worst_of(ev: dict[str, Any]) -> float:
+    from .attacks import decode_flags
+
+    try:
+        names = [k for k in ev["flags"] if k != "encoding"]
+        worst = decode_flags(ev["flags"][names[0]], ev["n"])
+        for k in names[1:]:
+            worst = worst & decode_flags(ev["flags"][k], ev["n"])
+        return int(worst.sum()) / ev["n"]
+    except Exception:  # noqa: BLE001 - malformed flags: _flag_errors names the problem
+        return -1.0
 
 
 @dataclass

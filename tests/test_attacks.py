@@ -20,7 +20,8 @@ CPU = torch.device("cpu")
 FAST = {"apgd-ce": {"iterations": 10, "restarts": 1}, "apgd-dlr": {"iterations": 10, "restarts": 1},
         "apgd-t": {"iterations": 5, "targets": 2}, "fab-t": {"iterations": 5, "targets": 2},
         "square": {"queries": 50}, "pgd": {"steps": 10},
-        "art-apgd-ce": {"iterations": 10}, "art-apgd-dlr": {"iterations": 10}, "art-square": {"queries": 50}}
+        "art-apgd-ce": {"iterations": 10}, "art-apgd-dlr": {"iterations": 10}, "art-square": {"queries": 50},
+        "vmi-fgsm": {"samples": 4}, "cw": {"steps": 10}, "transfer-pgd": {"steps": 10}, "deepfool": {"max_iter": 20}}
 ATTACK_NAMES = [n for n in registries().attacks.names() if isinstance(registries().attacks.get(n), AttackSpec)]
 
 
@@ -60,12 +61,16 @@ def test_every_attack_stays_in_the_ball_and_the_box_and_bounds_the_worst_case(tr
     x, y = x[:60], y[:60]
     eps = 0.1 if norm == "linf" else 0.5
     (attack,) = configured(name)
-    adv = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=0, device=CPU)(x, y)
+    extra = {"surrogate": model} if attack.spec.needs_surrogate else {}  # white-box transfer: must break
+    adv = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=0, device=CPU, **extra)(x, y)
+    if isinstance(adv, tuple):  # a minimal-perturbation attack: (x_adv, size of the smallest perturbation)
+        adv, found = adv
+        assert found.shape == (x.shape[0],) and (found > 0).all()
     delta = (adv - x).flatten(1)
     size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
     assert (size <= eps * (1 + 1e-4) + 1e-6).all() and adv.min() >= 0 and adv.max() <= 1
     res = evaluate_robustness(model, x, y, norm=norm, eps=eps, attacks=[attack, *configured("pgd")],
-                              mode="independent", batch_size=25, seed=0, device=CPU)
+                              mode="independent", batch_size=25, seed=0, device=CPU, **extra)
     for acc in res["attacks"].values():
         assert res["robust_acc"] <= acc <= res["clean_acc"]
     assert res["attacks"][name] < res["clean_acc"] or name.endswith("square")  # it breaks something
