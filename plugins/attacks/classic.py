@@ -9,9 +9,9 @@
 - ``jitter`` — Schwinn et al. (2021): PGD on the squared error between the one-hot label and a
   noisy, temperature-scaled softmax, divided by the perturbation's size once a point is
   misclassified, so the attack keeps moving towards confident, small perturbations.
-- ``deepfool`` — Moosavi-Dezfooli et al. (CVPR 2016), l2 and l-inf: the minimal perturbation that
-  changes the decision; its size is reported (median over the clean-correct points), and the
-  perturbation, projected onto the eps-ball and [0, 1], gives the accuracy at eps.
+- ``deepfool`` — Moosavi-Dezfooli et al. (CVPR 2016), l2 and l-inf, iterates clipped to [0, 1]: the
+  minimal perturbation that changes the decision; its size is reported (median over the
+  clean-correct points), and the perturbation, projected onto the eps-ball, gives the accuracy at eps.
 - ``transfer-pgd`` — a black-box transfer attack: PGD examples crafted on a *surrogate* model (the
   evaluation's; by default the full-data adversarially trained model of the same protocol cell)
   and evaluated on the target model, which is never differentiated.
@@ -138,7 +138,8 @@ def _jitter(model, *, norm, eps, params, seed, device):
 
 def _deepfool(model, *, norm, eps, params, seed, device):
     def run(x, y):
-        res = deepfool(model, x, max_iter=params["max_iter"], overshoot=params["overshoot"], norm=norm)
+        res = deepfool(model, x, max_iter=params["max_iter"], overshoot=params["overshoot"], norm=norm,
+                       clip=params["clip"])
         size = torch.where(res.flipped.to(x.device), res.radius.to(x.device), torch.full_like(res.radius, float("inf")))
         eps_b = _view(torch.full((x.shape[0],), float(eps), device=x.device), x)
         return project(x + res.perturbation.to(x.device), x, norm, eps_b), size
@@ -168,7 +169,7 @@ ATTACKS = [
     AttackSpec("jitter", _jitter, "Jitter (Schwinn et al. 2021): PGD on a noisy scaled-softmax error, size-aware",
                defaults={"steps": 10, "step_size": 0.25, "scale": 10.0, "std": 0.1}),
     AttackSpec("deepfool", _deepfool, "DeepFool (Moosavi-Dezfooli et al. 2016): minimal perturbation, median reported",
-               defaults={"max_iter": 50, "overshoot": 0.02}),
+               defaults={"max_iter": 50, "overshoot": 0.02, "clip": True}),
     AttackSpec("transfer-pgd", _transfer_pgd, "transfer: PGD crafted on the surrogate (full-data adversarially "
                "trained model of the same cell), evaluated on the target",
                defaults={"steps": 20, "step_size": 0.125, "random_start": True}, needs_surrogate=True),

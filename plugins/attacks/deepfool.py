@@ -35,8 +35,10 @@ class DeepFoolResult:
 
 
 def deepfool(model: nn.Module, x: torch.Tensor, *, max_iter: int = 50, overshoot: float = 0.02,
-             batch_size: int = 256, norm: str = "l2") -> DeepFoolResult:
-    """DeepFool on every row of ``x`` (the model in eval mode; no clipping to [0, 1], as in the paper)."""
+             batch_size: int = 256, norm: str = "l2", clip: bool = False) -> DeepFoolResult:
+    """DeepFool on every row of ``x`` (the model in eval mode). Without ``clip`` the iterates are not
+    kept in [0, 1], as in the paper; with it every iterate is clipped to the image box (as attack
+    libraries do), so the perturbation found is one a real image can carry."""
     if norm not in ("l2", "linf"):
         raise ValueError(f"deepfool: norm must be 'l2' or 'linf', got {norm!r}")
     if max_iter < 1:
@@ -47,7 +49,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, *, max_iter: int = 50, overshoot
         p.requires_grad_(False)
     try:
         with torch.enable_grad():  # the attack engine calls attacks under no_grad
-            parts = [_deepfool_batch(model, x[s:s + batch_size], max_iter, overshoot, norm)
+            parts = [_deepfool_batch(model, x[s:s + batch_size], max_iter, overshoot, norm, clip)
                      for s in range(0, x.shape[0], batch_size)]
     finally:
         for p, r in zip(model.parameters(), req):
@@ -55,8 +57,13 @@ def deepfool(model: nn.Module, x: torch.Tensor, *, max_iter: int = 50, overshoot
     return DeepFoolResult(*(torch.cat(t) for t in zip(*parts)), norm=norm)
 
 
-def _deepfool_batch(model: nn.Module, x0: torch.Tensor, max_iter: int, overshoot: float, norm: str):
+def _deepfool_batch(model: nn.Module, x0: torch.Tensor, max_iter: int, overshoot: float, norm: str, clip: bool):
     n = x0.shape[0]
+
+    def iterate(rows: torch.Tensor) -> torch.Tensor:
+        out = x0[rows] + (1 + overshoot) * r_total[rows]
+        return out.clamp(0.0, 1.0) if clip else out
+
     x0 = x0.detach()
     with torch.no_grad():
         k0 = model(x0).argmax(1)
@@ -67,7 +74,7 @@ def _deepfool_batch(model: nn.Module, x0: torch.Tensor, max_iter: int, overshoot
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        xi = (x0[idx] + (1 + overshoot) * r_total[idx]).requires_grad_(True)
+        xi = iterate(idx).detach().requires_grad_(True)
         logits = model(xi)
         num_classes = logits.shape[1]
         grads = torch.stack([torch.autograd.grad(logits[:, c].sum(), xi, retain_graph=c + 1 < num_classes)[0]
@@ -89,9 +96,10 @@ def _deepfool_batch(model: nn.Module, x0: torch.Tensor, max_iter: int, overshoot
         r_total[idx] += r.view_as(xi)
         steps[idx] += 1
         with torch.no_grad():
-            now = model(x0[idx] + (1 + overshoot) * r_total[idx]).argmax(1)
+            now = model(iterate(idx)).argmax(1)
         active[idx[now != lab]] = False
-    return (1 + overshoot) * r_total, ~active, steps
+    every = torch.arange(n, device=x0.device)
+    return iterate(every) - x0, ~active, steps
 
 
 __all__ = ["deepfool", "DeepFoolResult"]
