@@ -55,6 +55,24 @@ class Cell:
     cost_s: list[float] = field(default_factory=list)
     #: per seed: the adversarially trained model's robust accuracy by multiple of eps (evaluation.eps_sweep)
     eps_curves: list[dict[float, float] | None] = field(default_factory=list)
+    #: per seed: the adversarially trained model's accuracy under each extra attack on its own
+    #: (``evaluation.extra_attacks``) and each minimal-perturbation attack's median size
+    extra_attacks: list[dict[str, float] | None] = field(default_factory=list)
+    minimal_perturbation: list[dict[str, float | None] | None] = field(default_factory=list)
+
+    def attack_means(self) -> dict[str, float]:
+        """Mean accuracy over the seeds under each extra attack every seed was attacked with."""
+        runs = [a for a in self.extra_attacks if a]
+        if not runs or len(runs) != self.n:
+            return {}
+        return {name: sum(a[name] for a in runs) / len(runs) for name in sorted(set.intersection(*map(set, runs)))}
+
+    def median_perturbation(self, name: str) -> float | None:
+        """Mean over the seeds of an attack's median minimal perturbation (None if a seed found none)."""
+        values = [m.get(name) for m in self.minimal_perturbation if m and name in m]
+        if not values or len(values) != self.n or any(v is None for v in values):
+            return None
+        return sum(values) / len(values)
 
     def eps_curve(self) -> dict[float, float]:
         """Mean robust accuracy over the seeds by multiple of eps, for the multiples every seed has."""
@@ -104,6 +122,9 @@ def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
         cell.cost_s.append(_cost_s(r.cost))
         curve = r.adversarial.eps_curve
         cell.eps_curves.append({float(p["multiple"]): float(p["robust_acc"]) for p in curve} if curve else None)
+        extra = r.adversarial.extra_attacks or {}
+        cell.extra_attacks.append(dict(extra["attacks"]) if extra else None)
+        cell.minimal_perturbation.append(dict(extra.get("minimal_perturbation") or {}) if extra else None)
     return sorted(out.values(), key=_order)
 
 

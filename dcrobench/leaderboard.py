@@ -173,6 +173,29 @@ def budget_table(cells_: list[Cell], dataset: str, model: str, norm: str, versus
                     disable_numparse=True)
 
 
+def attack_table(cells_: list[Cell], norm: str, model: str, budget: int | None) -> str | None:
+    """Methods x attacks for the adversarially trained model: the robust score (the headline cascade), the
+    accuracy under each extra attack on its own, and minimal-perturbation attacks' median size (means over
+    seeds, in %; the size in the norm's units). None when no cell has extra attacks."""
+    sel = [c for c in cells_ if c.norm == norm and c.model == model and (c.budget == budget or c.budget is None)
+           and c.attack_means()]
+    if not sel:
+        return None
+    names = sorted({a for c in sel for a in c.attack_means()})
+    minimal = sorted({k for c in sel for m in c.minimal_perturbation if m for k in m})
+    label = method_labels(sel)
+    rows = []
+    for method, hash_, _kind in method_order(sel):
+        c = next(c for c in sel if c.method == method and c.hash == hash_)
+        means = c.attack_means()
+        row = [label[(method, hash_)], f"{100 * statistics.fmean(c.robust):.2f}"]
+        row += [f"{100 * means[a]:.2f}" if a in means else "–" for a in names]
+        row += [("–" if (v := c.median_perturbation(a)) is None else f"{v:.4g}") for a in minimal]
+        rows.append(row)
+    headers = ["method", "robust score", *names, *[f"{a} median ‖δ‖" for a in minimal]]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 class PlotSpec(NamedTuple):
     file: str  # under <out>/plots/
     kind: str  # "scatter", "pareto" or "eps" (one dataset and norm) or "budget" (one dataset and model)
@@ -232,6 +255,13 @@ def version_section(name: str, version: int, cells_: list[Cell], level: str = "#
         eps = sorted({f"{c.dataset} {c.eps:.4g}" for c in cells_ if c.norm == norm})
         out += [f"{level}# Scores, {norm}, {model}, {budget} images per class (ε: {'; '.join(eps)})", "",
                 scores_table(cells_, norm, model, budget, versus), ""]
+        per_attack = attack_table(cells_, norm, model, budget)
+        if per_attack is not None:
+            out += [f"{level}# Per attack (adversarially trained model), {norm}, {model}, {budget} images per class",
+                    "", "Accuracy in % under each attack run on its own on every clean-correct test point "
+                    "(`evaluation.extra_attacks`, outside the robust score); transfer attacks are crafted on the "
+                    "full-data adversarially trained model; ‖δ‖: median size of the smallest decision-changing "
+                    "perturbation found.", "", per_attack, ""]
         if any(versus[id(c)]["robust"].seeds for c in cells_
                if (c.norm, c.model, c.budget) == (norm, model, budget) and id(c) in versus):  # some test to show
             out += [f"{level}# Compared with Random, {norm}, {model}, {budget} images per class", "",

@@ -179,3 +179,27 @@ def test_bad_extra_attacks_are_refused(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ProtocolError, match="no extra_attacks"):
         load_protocol(str(tmp_path / "p.yaml"))
+
+
+def test_the_leaderboard_has_a_per_attack_table():
+    from dataclasses import replace
+
+    from dcrobench.aggregate import cells
+    from dcrobench.leaderboard import attack_table, publish_markdown
+    from tests.helpers import score_record
+
+    def rec(method, seed, rob, fgsm, cw, size):
+        r = score_record(method, seed, 0.9, rob)
+        extra = {"mode": "independent", "attacks": {"fgsm": fgsm, "cw": cw}, "flags": {}, "in_score": False,
+                 "minimal_perturbation": {"deepfool": size}}
+        return replace(r, adversarial=replace(r.adversarial, extra_attacks=extra))
+
+    records = [rec("random", 0, 0.2, 0.5, 0.3, 0.1), rec("random", 1, 0.4, 0.7, 0.5, 0.3),
+               rec("mcs", 0, 0.3, 0.6, 0.4, None)]
+    table = attack_table(cells(records), "linf", "mlp", 50)
+    row = next(line for line in table.splitlines() if line.startswith("| random"))
+    assert "30.00" in row and "60.00" in row and "40.00" in row and "0.2" in row  # means over the two seeds
+    mcs = next(line for line in table.splitlines() if line.startswith("| mcs"))
+    assert mcs.rstrip(" |").endswith("–")  # no median where a seed found none
+    assert "Per attack (adversarially trained model), linf, mlp, 50 images per class" in publish_markdown(records, "x")
+    assert attack_table(cells([score_record("random", 0, 0.9, 0.2)]), "linf", "mlp", 50) is None

@@ -45,8 +45,11 @@ def test_the_curve_is_recorded_with_the_robust_score_at_1x_and_plotted(tmp_path)
 
 def test_a_protocol_without_a_sweep_keeps_its_hash_and_bad_sweeps_are_refused():
     quick = load_protocol("quick")
-    v2 = dataclasses.replace(quick, version=2, evaluation=dataclasses.replace(quick.evaluation, eps_sweep=()))
-    assert v2.hash_for("random") == "7b328ef2d03c"  # quick v2 is v3 without the sweep: its records' hash
+    # quick v2 is v4 without the sweep, the extra attacks and their settings: its records' hash
+    v2 = dataclasses.replace(quick, version=2, evaluation=dataclasses.replace(quick.evaluation, eps_sweep=(),
+                                                                               extra_attacks=()),
+                             attacks={k: v for k, v in quick.attacks.items() if k in ("apgd-ce", "apgd-dlr", "pgd")})
+    assert v2.hash_for("random") == "7b328ef2d03c"
     plain = protocol_from_dict(tiny())
     assert protocol_from_dict(tiny(eps_sweep=[])).hash == plain.hash != protocol_from_dict(tiny(eps_sweep=[1, 2])).hash
     for bad in ([0, 1], [1, 1], ["x"]):
