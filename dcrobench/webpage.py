@@ -67,6 +67,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("date", "date", "date", group="provenance"),
 )
 
+#: row keys of the accuracy under one extra attack (``evaluation.extra_attacks``), shown in %
+ATTACK_PREFIX = "attack:"
+
 #: keys that pick a row's table (one table per protocol version), not columns of it
 SECTION_KEYS = ("protocol", "version")
 
@@ -102,7 +105,9 @@ def _cell_fields(c: Cell) -> dict[str, Any]:
             "model": c.model, "norm": c.norm, "eps": c.eps, "budget": c.budget, "seeds": c.n,
             "standard_mean": standard.mean, "standard_std": standard.std,
             "robust_mean": robust.mean, "robust_std": robust.std,
-            "robust_low": robust.low, "robust_high": robust.high, "protocol_hash": c.hash}
+            "robust_low": robust.low, "robust_high": robust.high, "protocol_hash": c.hash,
+            # the per-attack table: the adversarially trained model under each extra attack on its own
+            **{f"{ATTACK_PREFIX}{name}": acc for name, acc in c.attack_means().items()}}
 
 
 def _uncertainty(c: Cell, versus: dict[str, Comparison] | None) -> dict[str, Any]:
@@ -174,7 +179,8 @@ def visible_columns(rows: Sequence[dict[str, Any]], columns: Sequence[Column] = 
     carried = list(dict.fromkeys(k for r in rows for k in r if k not in SECTION_KEYS))  # first-seen order
     known = [c for c in columns if c.key in carried]
     known_keys = {c.key for c in columns}
-    extra = [Column(k, k.replace("_", " "), _guess_format(rows, k)) for k in carried if k not in known_keys]
+    extra = [Column(k, f"{k[len(ATTACK_PREFIX):]} %", "pct") if k.startswith(ATTACK_PREFIX)
+             else Column(k, k.replace("_", " "), _guess_format(rows, k)) for k in carried if k not in known_keys]
     first_provenance = next((i for i, c in enumerate(known) if c.group == "provenance"), len(known))
     return known[:first_provenance] + extra + known[first_provenance:]
 

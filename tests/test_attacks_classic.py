@@ -203,3 +203,19 @@ def test_the_leaderboard_has_a_per_attack_table():
     assert mcs.rstrip(" |").endswith("–")  # no median where a seed found none
     assert "Per attack (adversarially trained model), linf, mlp, 50 images per class" in publish_markdown(records, "x")
     assert attack_table(cells([score_record("random", 0, 0.9, 0.2)]), "linf", "mlp", 50) is None
+
+
+def test_the_web_page_shows_the_per_attack_accuracies():
+    from dataclasses import replace
+
+    from dcrobench.aggregate import cells
+    from dcrobench.webpage import page_rows, visible_columns
+    from tests.helpers import score_record
+
+    r = score_record("random", 0, 0.9, 0.2)
+    extra = {"mode": "independent", "attacks": {"cw": 0.25}, "flags": {}, "in_score": False}
+    r = replace(r, adversarial=replace(r.adversarial, extra_attacks=extra))
+    rows = page_rows(cells([r]), [r])
+    assert rows[0]["attack:cw"] == 0.25
+    col = next(c for c in visible_columns(rows) if c.key == "attack:cw")
+    assert col.label == "cw %" and col.format == "pct"
