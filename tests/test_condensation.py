@@ -234,34 +234,6 @@ def test_tm_student_to_expert_distance_decreases(digits3):
     assert res.meta["syn_lr"] != 0.01 and res.meta["expert_final_train_loss"] < 1.1
 
 
-def test_tm_expert_training_resumes_per_epoch(digits3, monkeypatch, tmp_path):
-    kw = {**TM_KW, "iterations": 1, "num_experts": 1}
-    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path / "a"))
-    straight = TM(**kw)
-    straight.run(digits3, 2, 0, CPU)
-    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path / "b"))
-    calls = {"n": 0}
-    original = tm_mod.train_epoch
-
-    def crash_in_epoch_3(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(tm_mod, "train_epoch", crash_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        TM(**kw).run(digits3, 2, 0, CPU)
-    buf_b = TM(**kw).buffer(digits3)
-    assert buf_b.epochs_done(0) == 2
-    monkeypatch.setattr(tm_mod, "train_epoch", original)
-    TM(**kw).run(digits3, 2, 0, CPU)
-    monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path / "a"))
-    buf_a = straight.buffer(digits3)
-    for e in range(5):
-        assert torch.allclose(buf_a.get(0, e), buf_b.get(0, e), atol=1e-6)
-
-
 def test_tm_rejects_start_epochs_beyond_the_experts(digits3):
     with pytest.raises(MethodError):
         TM(**{**TM_KW, "max_start_epoch": 4}, iterations=1).run(digits3, 2, 0, CPU)

@@ -92,8 +92,8 @@ def test_mat_trajectory_is_the_ema_of_the_weights(digits3):
         MAT(ema_decay=1.0)
 
 
-@pytest.mark.parametrize("cls,kw", [(MAT, MAT_KW), (GUARD, GUARD_KW)])
-def test_robust_experts_resume_per_epoch(digits3, monkeypatch, tmp_path, cls, kw):
+@pytest.mark.parametrize("cls,kw", [(TM, TM_KW), (MAT, MAT_KW), (GUARD, GUARD_KW)])
+def test_experts_resume_per_epoch(digits3, monkeypatch, tmp_path, cls, kw):
     kw = {**kw, "iterations": 1, "num_experts": 1}
     monkeypatch.setenv("DCROBENCH_CACHE", str(tmp_path / "a"))
     straight = cls(**kw)

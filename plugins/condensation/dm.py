@@ -42,6 +42,20 @@ def embed_chunked(features: nn.Module, x: torch.Tensor, chunk: int = 4096) -> to
     return torch.cat([features(x[s:s + chunk]) for s in range(0, x.shape[0], chunk)])
 
 
+def siamese_batch(ctx: Context, batch_real: int, gen: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(real, real_group, syn, syn_group)``: ``batch_real`` real images per class and the synthetic set,
+    class ``c``'s real and synthetic images under one DSA transformation (siamese augmentation)."""
+    idx, real_group = ctx.sample_real(batch_real, gen)
+    real = ctx.real[idx.to(ctx.device)]
+    syn, syn_group = ctx.z, ctx.scratch["syn_group"]
+    if ctx.dsa.enabled:
+        aug = ctx.dsa.sample(ctx.num_classes, tuple(real.shape[2:]), gen)
+        real = ctx.dsa(real, aug, real_group)
+        syn = ctx.dsa(syn, aug, syn_group)
+    return real, real_group, syn, syn_group
+
+
 def dm_loss(features: nn.Module, real: torch.Tensor, real_group: torch.Tensor, syn: torch.Tensor,
             syn_group: torch.Tensor, num_classes: int) -> torch.Tensor:
     """sum over classes of the squared distance between mean real and mean synthetic embeddings."""
@@ -76,13 +90,7 @@ class DM(CondensationMethod):
         net.train()
         for prm in net.parameters():
             prm.requires_grad_(False)
-        idx, real_group = ctx.sample_real(int(self.params["batch_real"]), gen)
-        real = ctx.real[idx.to(ctx.device)]
-        syn, syn_group = ctx.z, ctx.scratch["syn_group"]
-        if ctx.dsa.enabled:  # siamese: class c's real and synthetic images share one transformation
-            aug = ctx.dsa.sample(ctx.num_classes, tuple(real.shape[2:]), gen)
-            real = ctx.dsa(real, aug, real_group)
-            syn = ctx.dsa(syn, aug, syn_group)
+        real, real_group, syn, syn_group = siamese_batch(ctx, int(self.params["batch_real"]), gen)
         loss = dm_loss(net.features, real, real_group, syn, syn_group, ctx.num_classes)
         sgd_step(ctx, loss)
         return float(loss.detach())

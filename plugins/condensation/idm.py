@@ -47,7 +47,7 @@ from .common import (
     seeded_generator,
     sgd_step,
 )
-from .dm import class_means
+from .dm import class_means, siamese_batch
 from .tm import FlatModel
 
 ACC_RESET_EVERY = 100  # iterations between resets of the networks' accuracy meters (IDM)
@@ -171,13 +171,7 @@ class IDM(CondensationMethod):
         acc_pct = 100.0 * correct / seen if seen else 0.0
         w = ctx.tensors["queue_params"][slot].detach()
 
-        idx, real_group = ctx.sample_real(int(p["batch_real"]), gen)
-        real = ctx.real[idx.to(ctx.device)]
-        syn, syn_group = ctx.z, ctx.scratch["syn_group"]
-        if ctx.dsa.enabled:  # siamese: class c's real and synthetic images share one transformation
-            aug = ctx.dsa.sample(ctx.num_classes, tuple(real.shape[2:]), gen)
-            real = ctx.dsa(real, aug, real_group)
-            syn = ctx.dsa(syn, aug, syn_group)
+        real, real_group, syn, syn_group = siamese_batch(ctx, int(p["batch_real"]), gen)
         loss, _dm, _ce = idm_loss(ctx.scratch["net"], w, real, real_group, syn, syn_group, ctx.num_classes,
                                   float(p["ce_weight"]) * acc_pct)
         sgd_step(ctx, loss)
