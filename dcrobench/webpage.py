@@ -169,6 +169,7 @@ def render_page(rows: Sequence[dict[str, Any]], plots: Sequence[tuple[str, str]]
     if not sections:
         parts.append('<p class="empty">No results yet.</p>')
     data = {"columns": [asdict(c) | {"numeric": c.numeric} for c in shown], "filters": _filters(rows),
+            "attack_prefix": ATTACK_PREFIX,
             "rows": [_json_safe(r) for r in rows]}
     return _PAGE.format(title=html.escape(title), css=_CSS, script=_SCRIPT, data=script_json(data),
                         sections="\n".join(parts), entries=len(rows))
@@ -325,7 +326,7 @@ _SCRIPT = r"""
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("leaderboard-data").textContent);
-  const columns = data.columns, filters = data.filters;
+  const columns = data.columns, filters = data.filters, ATTACK_PREFIX = data.attack_prefix;
   const rows = data.rows.map((row, index) => ({row, index}));
   const byKey = Object.fromEntries(columns.map(c => [c.key, c]));
   const state = {sort: null, dir: "asc", filter: {}};
@@ -443,19 +444,19 @@ _SCRIPT = r"""
     render(); writeLocation();
   }
 
-  function cellClass(col, i) {
+  function cellClass(cols, col, i) {
     const names = [];
     if (col.numeric) names.push("num");
     if (col.group === "provenance") names.push("prov");
-    if (col.group === "provenance" && (i === 0 || columns[i - 1].group !== "provenance")) names.push("prov-first");
+    if (col.group === "provenance" && (i === 0 || cols[i - 1].group !== "provenance")) names.push("prov-first");
     if (col.key === "robust_mean" || col.key === "standard_mean") names.push("score");
     return names.join(" ");
   }
 
-  function headerRow() {
-    return el("tr", {}, columns.map((col, i) => {
+  function headerRow(cols) {
+    return el("tr", {}, cols.map((col, i) => {
       const active = state.sort === col.key;
-      const th = el("th", {className: cellClass(col, i), scope: "col", title: "sort by " + col.label},
+      const th = el("th", {className: cellClass(cols, col, i), scope: "col", title: "sort by " + col.label},
         [col.label, el("span", {className: "arrow", textContent: active ? (state.dir === "asc" ? "▲" : "▼") : ""})]);
       th.dataset.key = col.key;
       th.setAttribute("aria-sort", active ? (state.dir === "asc" ? "ascending" : "descending") : "none");
@@ -464,10 +465,10 @@ _SCRIPT = r"""
     }));
   }
 
-  function bodyRow(row) {
-    const tr = el("tr", {className: "entry"}, columns.map((col, i) => {
+  function bodyRow(cols, row) {
+    const tr = el("tr", {className: "entry"}, cols.map((col, i) => {
       const v = row[col.key];
-      const td = el("td", {className: cellClass(col, i), textContent: display(col, v)});
+      const td = el("td", {className: cellClass(cols, col, i), textContent: display(col, v)});
       td.dataset.col = col.key;
       if (!isMissing(v)) td.dataset.value = String(v);
       if (col.format === "date" && !isMissing(v)) td.title = String(v);
@@ -481,11 +482,14 @@ _SCRIPT = r"""
     if (state.sort) order.sort(compare(state.sort, state.dir));
     document.querySelectorAll("section.protocol").forEach(section => {
       const name = section.dataset.protocol, version = Number(section.dataset.version);
-      const own = rows.filter(r => r.row.protocol === name && r.row.version === version).length;
+      const ownRows = rows.filter(r => r.row.protocol === name && r.row.version === version);
+      const own = ownRows.length;
+      // a per-attack column only where this version ran that attack
+      const cols = columns.filter(c => !c.key.startsWith(ATTACK_PREFIX) || ownRows.some(r => !isMissing(r.row[c.key])));
       const shown = order.filter(r => r.row.protocol === name && r.row.version === version);
-      const body = shown.length ? shown.map(r => bodyRow(r.row))
-        : [el("tr", {className: "empty"}, [el("td", {colSpan: columns.length, textContent: "No entry matches the filters."})])];
-      const table = el("table", {}, [el("thead", {}, [headerRow()]), el("tbody", {}, body)]);
+      const body = shown.length ? shown.map(r => bodyRow(cols, r.row))
+        : [el("tr", {className: "empty"}, [el("td", {colSpan: cols.length, textContent: "No entry matches the filters."})])];
+      const table = el("table", {}, [el("thead", {}, [headerRow(cols)]), el("tbody", {}, body)]);
       section.querySelector(".table-wrap").replaceChildren(table);
       section.querySelector(".count").textContent = shown.length === own
         ? own + (own === 1 ? " entry" : " entries") : shown.length + " of " + own + " entries shown";
