@@ -150,7 +150,8 @@ def load_results(folder: str | Path = "results") -> pandas.DataFrame:
 
     Columns: the cell (protocol, protocol_version, protocol_hash, method, kind, dataset, budget, model, norm, eps,
     seed), the scores (standard_score, robust_score), each model's clean and robust accuracy, each attack's accuracy
-    (``adv_<attack>``, ``std_<attack>``), the costs (compress_s, proxy_s, train_s, eval_s, peak_mem_mb), device,
+    (``adv_<attack>``, ``std_<attack>``; extra attacks ``adv_extra_<attack>``, ``std_extra_<attack>`` and minimal-
+    perturbation medians ``adv_<attack>_median_perturbation``), the costs (compress_s, proxy_s, train_s, eval_s, peak_mem_mb), device,
     created_at and path. Invalid or duplicate records are left out with a warning on the ``dcrobench`` logger, as
     ``dcrobench leaderboard render`` leaves them out.
     """
@@ -180,6 +181,11 @@ def load_results(folder: str | Path = "results") -> pandas.DataFrame:
         }
         row.update({f"std_{a}": acc for a, acc in r.standard.attacks.items()})
         row.update({f"adv_{a}": acc for a, acc in r.adversarial.attacks.items()})
+        for prefix, ev in (("std", r.standard), ("adv", r.adversarial)):  # evaluation.extra_attacks, each on its own
+            extra = ev.extra_attacks or {}
+            row.update({f"{prefix}_extra_{a}": acc for a, acc in extra.get("attacks", {}).items()})
+            row.update({f"{prefix}_{a}_median_perturbation": size
+                        for a, size in (extra.get("minimal_perturbation") or {}).items()})
         row.update({c: r.cost.get(c) for c in ("compress_s", "proxy_s", "train_s", "eval_s", "peak_mem_mb")})
         row.update({"device": r.env.get("device"), "created_at": r.created_at, "path": r.path})
         rows.append(row)

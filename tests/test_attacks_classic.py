@@ -156,6 +156,8 @@ def test_extra_attacks_are_recorded_per_attack_outside_the_score(tmp_path):
             assert acc <= ev.clean_acc
             assert int(decode_flags(extra["flags"][name], ev.n).sum()) / ev.n == pytest.approx(acc)
         assert extra["minimal_perturbation"]["deepfool"] is None or extra["minimal_perturbation"]["deepfool"] > 0
+    df = dcrobench.load_results(tmp_path / "r")
+    assert df["adv_extra_fgsm"].iloc[0] == pytest.approx(rec.adversarial.extra_attacks["attacks"]["fgsm"])
     # the surrogate is the full-data adversarially trained model: the `full` run of the cell reuses it
     (full,) = dcrobench.run("full", "digits", protocol=proto, seeds=1, results=tmp_path / "r", threads=1)
     assert full.cost["cached"]["adversarial"]
