@@ -62,25 +62,15 @@ class Cell:
 
     def attack_means(self) -> dict[str, float]:
         """Mean accuracy over the seeds under each extra attack every seed was attacked with."""
-        runs = [a for a in self.extra_attacks if a]
-        if not runs or len(runs) != self.n:
-            return {}
-        return {name: sum(a[name] for a in runs) / len(runs) for name in sorted(set.intersection(*map(set, runs)))}
+        return _mean_over_seeds(self.extra_attacks, self.n)
 
     def median_perturbation(self, name: str) -> float | None:
         """Mean over the seeds of an attack's median minimal perturbation (None if a seed found none)."""
-        values = [m.get(name) for m in self.minimal_perturbation if m and name in m]
-        if not values or len(values) != self.n or any(v is None for v in values):
-            return None
-        return sum(values) / len(values)
+        return _mean_over_seeds(self.minimal_perturbation, self.n).get(name)
 
     def eps_curve(self) -> dict[float, float]:
         """Mean robust accuracy over the seeds by multiple of eps, for the multiples every seed has."""
-        curves = [c for c in self.eps_curves if c]
-        if not curves or len(curves) != self.n:
-            return {}
-        common = set.intersection(*(set(c) for c in curves))
-        return {m: sum(c[m] for c in curves) / len(curves) for m in sorted(common)}
+        return _mean_over_seeds(self.eps_curves, self.n)
 
     @property
     def n(self) -> int:
@@ -94,6 +84,16 @@ class Cell:
     def comparable(self) -> tuple:
         """What a method's cell and Random's must share to be compared (hashes differ per method)."""
         return (self.protocol, self.version, self.dataset, self.model, self.norm, self.budget)
+
+
+def _mean_over_seeds(per_seed: list[dict | None], seeds: int) -> dict:
+    """Per key, the mean over the seeds of the per-seed values, for the keys every one of the ``seeds`` seeds
+    has a value (not None) for, in key order; {} when a seed has none."""
+    runs = [d for d in per_seed if d]
+    if not runs or len(runs) != seeds:
+        return {}
+    common = set.intersection(*({k for k, v in d.items() if v is not None} for d in runs))
+    return {k: sum(d[k] for d in runs) / len(runs) for k in sorted(common)}
 
 
 def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:

@@ -26,6 +26,20 @@ def _protocol(protocol: str | Path | Protocol) -> Protocol:
     return protocol if isinstance(protocol, Protocol) else load_protocol(str(protocol))
 
 
+def _new_file(out: str | Path | None) -> Path | None:
+    """``out`` as a path to write, refused before any work when it exists or its folder is not writable."""
+    from .errors import DcrobenchError
+    from .fileio import ensure_writable_dir
+
+    if out is None:
+        return None
+    out = Path(out)
+    if out.exists():
+        raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+    ensure_writable_dir(out.parent, "output folder")
+    return out
+
+
 def _norms(norms: str | Sequence[str]) -> tuple[str, ...]:
     return (norms,) if isinstance(norms, str) else tuple(norms) or ("linf",)
 
@@ -74,16 +88,10 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
     """
     from .datasets import load_dataset
     from .device import resolve_device, set_threads
-    from .errors import DcrobenchError
-    from .fileio import ensure_writable_dir
     from .registry import registries
     from .runner import RunRequest, compress as compress_set, resolve
 
-    if out is not None:
-        out = Path(out)
-        if out.exists():
-            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
-        ensure_writable_dir(out.parent, "output folder")
+    out = _new_file(out)
     dev = resolve_device(device)
     set_threads(threads, dev)
     setup = resolve(RunRequest(dataset=dataset, protocol=_protocol(protocol), method=method, budget=budget, device=dev),
@@ -106,16 +114,10 @@ def import_set(files: str | Path | Sequence[str | Path], *, fmt: str, dataset: s
     overwritten), ready for ``run(compressed=out)``.
     """
     from .datasets import load_dataset
-    from .errors import DcrobenchError
-    from .fileio import ensure_writable_dir
     from .importing import import_set as read_set, parse_normalization
     from .registry import registries
 
-    if out is not None:
-        out = Path(out)
-        if out.exists():
-            raise DcrobenchError(f"{out} exists; refusing to overwrite it")
-        ensure_writable_dir(out.parent, "output folder")
+    out = _new_file(out)
     spec = registries().datasets.get(dataset)
     if isinstance(normalized, str) or normalized is None:
         normalized = parse_normalization(normalized, spec.channels)

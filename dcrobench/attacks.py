@@ -31,7 +31,8 @@ def l2_epsilon(eps_linf: float, input_dim: int) -> float:
     return math.sqrt(2.0 * input_dim / (math.pi * math.e)) * eps_linf
 
 
-def _per_sample(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def per_sample_eps(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``eps`` (one radius or one per sample) shaped to broadcast against the batch ``x``."""
     e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
     if e.ndim == 0:
         e = e.expand(x.shape[0])
@@ -66,7 +67,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm '{norm}' (expected one of {NORMS})")
-    eps_b = _per_sample(eps, x)
+    eps_b = per_sample_eps(eps, x)
     alpha = step_size * eps_b
     x = x.detach()
     if random_start:
@@ -289,8 +290,7 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
             surrogate.eval()
             extra["surrogate"] = surrogate
         run = attack.spec.build(model, norm=norm, eps=eps, params=attack.params, seed=seed, device=device, **extra)
-        sizes = state.setdefault("sizes", {}).get(attack.name)
-        sizes = torch.full((n,), float("nan")) if sizes is None else sizes.clone()
+        sizes = state.setdefault("sizes", {}).get(attack.name)  # minimal-perturbation attacks only
         batches = [todo[i:i + batch_size] for i in range(0, todo.numel(), batch_size)]
         for b_i in range(int(state["done"].get(attack.name, 0)), len(batches)):
             b = batches[b_i]
@@ -299,17 +299,19 @@ def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Te
                 x_adv = run(x, y)
                 if isinstance(x_adv, tuple):
                     x_adv, size = x_adv
+                    sizes = torch.full((n,), float("nan")) if sizes is None else sizes
                     sizes[b.cpu()] = size.detach().float().cpu()
                 check_perturbation(x_adv, x, norm, eps, attack.name)
                 ok[b] = model(x_adv).argmax(1) == y
             if checkpoint is not None:
                 state["flags"][attack.name] = ok.cpu()
                 state["done"][attack.name] = b_i + 1
-                state["sizes"][attack.name] = sizes
+                if sizes is not None:
+                    state["sizes"][attack.name] = sizes
                 checkpoint.save(state)
         flags[attack.name] = ok
-        state["sizes"][attack.name] = sizes
-        if not torch.isnan(sizes).all():
+        if sizes is not None:
+            state["sizes"][attack.name] = sizes
             median = float(sizes[~torch.isnan(sizes)].median())
             medians[attack.name] = median if math.isfinite(median) else None  # most points never flipped
         if mode == "cascade":

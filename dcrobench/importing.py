@@ -177,13 +177,11 @@ def import_set(files: Sequence[str | Path], *, fmt: str, train_set: ImageSet, na
     images = images.clamp(0.0, 1.0)
     labels = labels.long()
     comp = CompressedSet(images=images, labels=labels, meta={"imported": True, "clipped_fraction": clipped})
-    counts = comp.per_class_counts(train_set.num_classes) if labels.numel() and int(labels.max()) < train_set.num_classes \
-        else None
     try:
         validate_compressed(comp, train_set.shape, train_set.num_classes, budget=None)
     except DataValidationError as exc:
         raise MethodError(f"{where}: {exc}") from None
-    assert counts is not None
+    counts = comp.per_class_counts(train_set.num_classes)
     files_meta = [{"name": f.name, "sha256": _sha256(f), "bytes": f.stat().st_size} for f in files]
     comp.provenance = Provenance(
         method=name, dataset=train_set.name, data_fingerprint=train_set.fingerprint(), method_version="external",

@@ -60,7 +60,7 @@ def _panels(plt, n: int, width: float = 4.2, height: float = 3.9):
     return fig, list(axes[0])
 
 
-def _legend(fig, ax, methods: list[str], style: dict, full_as_lines: bool = False) -> None:
+def _legend(ax, methods: list[str], style: dict, full_as_lines: bool = False) -> None:
     """Methods outside the panels; ``full_as_lines``: the full-set baseline is drawn as dotted lines."""
     from matplotlib.lines import Line2D
 
@@ -97,7 +97,7 @@ def scatter(cells: list[Cell], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("robust score (%)")
     fig.suptitle(title)
-    _legend(fig, axes[-1], methods, style, full_as_lines=True)
+    _legend(axes[-1], methods, style, full_as_lines=True)
     _save(fig, path)
     plt.close(fig)
 
@@ -142,7 +142,7 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("robust score (%)")
     fig.suptitle(title)
-    _legend(fig, axes[-1], methods, style)
+    _legend(axes[-1], methods, style)
     _save(fig, path)
     plt.close(fig)
 
@@ -179,7 +179,7 @@ def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
         ax.set_title(f"{norm} · {score}", fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    _legend(fig, axes[0][-1], methods, style, full_as_lines=True)
+    _legend(axes[0][-1], methods, style, full_as_lines=True)
     _save(fig, path)
     plt.close(fig)
 
@@ -206,6 +206,6 @@ def eps_curves(cells: list[Cell], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("robust accuracy (%)")
     fig.suptitle(title)
-    _legend(fig, axes[-1], methods, style)
+    _legend(axes[-1], methods, style)
     _save(fig, path)
     plt.close(fig)

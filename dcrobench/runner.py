@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import datetime as dt
 import logging
 import platform
@@ -33,8 +32,6 @@ from .train import AdversarialTarget, train
 from .validation import record_errors
 
 logger = logging.getLogger("dcrobench")
-
-#: metadata a saved set must carry to be scored: what made it, and from which training set
 
 
 @dataclass
@@ -323,13 +320,8 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
             eps = p.eps(res.dataset.name, norm, res.dataset.input_dim)
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
             eta = comp.extra_radius.tolist() if adv_info["radius"] == "eps+eta" else None
-            adv = ModelStage(store, StageStore.key("adversarial", ckey, model_id, json_safe(settings),
-                                                   json_safe(p.adversarial), norm, eps, adv_info["radius"], eta, seed),
-                             "adversarial", lambda: build_model(res, p, seed).to(req.device),
-                             lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights,
-                                             adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed,
-                                             device=req.device, progress=req.progress, desc=f"adversarial {norm} s{seed}"),
-                             on_ready=lambda cost: stage_line(seed, f"train adversarial {norm}", cost))
+            adv = adversarial_stage(req, res, store, ckey, seed, norm, eps, lambda: (comp, radius), adv_info["radius"],
+                                    eta, lambda cost: stage_line(seed, f"train adversarial {norm}", cost))
             if req.save_models is not None:
                 export_model(req, res, comp, adv, seed, norm=norm, eps=eps, adv_info=adv_info)
             if path.exists():
@@ -374,44 +366,49 @@ def merge_extra_attacks(at_eps: Evaluation, result: dict[str, Any], *, in_score:
     merged = replace(at_eps, extra_attacks=extra)
     if not in_score:
         return merged
-    from .attacks import decode_flags
+    joined = {k: v for k, v in result["flags"].items() if k not in ("encoding", "clean")}
+    merged = replace(merged, attacks={**at_eps.attacks, **result["attacks"]}, flags={**at_eps.flags, **joined},
+                     minimal_perturbation={**(at_eps.minimal_perturbation or {}),
+                                           **result.get("minimal_perturbation", {})} or None)
+    return replace(merged, robust_acc=int(merged.point_flags("robust").sum()) / merged.n)
 
-    flags = {**(at_eps.flags or {}), **{k: v for k, v in result["flags"].items() if k not in ("encoding", "clean")}}
-    n = int(at_eps.n or 0)
-    worst = None
-    for name, text in flags.items():
-        if name != "encoding":
-            bits = decode_flags(text, n)
-            worst = bits if worst is None else worst & bits
-    return replace(merged, attacks={**at_eps.attacks, **result["attacks"]}, flags=flags,
-                   robust_acc=int(worst.sum()) / n if worst is not None else at_eps.robust_acc,
-                   minimal_perturbation={**(at_eps.minimal_perturbation or {}),
-                                         **result.get("minimal_perturbation", {})} or None)
+
+def adversarial_stage(req: RunRequest, setup: RunSetup, store: StageStore, ckey: str, seed: int, norm: str,
+                      eps: float, data: Callable[[], tuple[CompressedSet, torch.Tensor]], radius_kind: str,
+                      eta: list[float] | None, on_ready: Callable[[StageCost], None]) -> ModelStage:
+    """The adversarially trained model of ``setup``'s method on the compressed set with stage key ``ckey``;
+    ``data()`` gives the set and the per-sample training radius (called only when the stage is not cached)."""
+    p = req.protocol
+    settings = p.train_for(setup.method_name)
+    model_id = (setup.model_name, json_safe(p.model_params))
+
+    def fit(model: torch.nn.Module) -> dict:
+        comp, radius = data()
+        return train(model, comp.images, comp.labels, settings, weights=comp.weights,
+                     adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
+                     progress=req.progress, desc=f"adversarial {norm} s{seed}")
+
+    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial), norm, eps,
+                         radius_kind, eta, seed)
+    return ModelStage(store, key, "adversarial", lambda: build_model(setup, p, seed).to(req.device), fit,
+                      on_ready=on_ready)
 
 
 def surrogate_stage(req: RunRequest, regs: Registries, res: RunSetup, train_set: ImageSet, store: StageStore,
                     norm: str, eps: float, seed: int, on_ready: Callable[[StageCost], None]) -> ModelStage:
     """The transfer attacks' surrogate: the full-data adversarially trained model of the same protocol
     cell (architecture, norm, eps, seed): the very stage a ``full`` run trains and caches."""
-    p = req.protocol
     cls = regs.methods.get("full")
-    full = cls(**p.method_params("full", cls.protocol_blocks))
+    full = cls(**req.protocol.method_params("full", cls.protocol_blocks))
     setup = replace(res, method_name="full", method=full, compressed=None, budget=None)
-    ckey = compress_key(setup, train_set, seed)
-    settings = p.train_for("full")
-    model_id = (res.model_name, json_safe(p.model_params))
 
-    def fit(model: torch.nn.Module) -> dict:
+    def data() -> tuple[CompressedSet, torch.Tensor]:
         comp = compress(setup, train_set, seed, req.device, req.progress)
-        radius, _info = adversarial_radius(comp, p, norm, eps)
-        return train(model, comp.images, comp.labels, settings, weights=comp.weights,
-                     adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
-                     progress=req.progress, desc=f"surrogate {norm} s{seed}")
+        return comp, adversarial_radius(comp, req.protocol, norm, eps)[0]
 
-    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial), norm, eps,
-                         "eps", None, seed)
-    return ModelStage(store, key, "adversarial", lambda: build_model(setup, p, seed).to(req.device), fit,
-                      on_ready=on_ready)
+    # the full set has no extra radius, so its stage is keyed by the plain radius eps
+    return adversarial_stage(req, setup, store, compress_key(setup, train_set, seed), seed, norm, eps, data, "eps",
+                             None, on_ready)
 
 
 class ModelStage:

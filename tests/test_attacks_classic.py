@@ -1,6 +1,8 @@
 """FGSM, CW, VMI-FGSM, Jitter, DeepFool and transfer PGD: each attack's defining behaviour, and the
 protocol's extra attacks recorded per attack (outside the robust score unless asked)."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,6 +150,9 @@ def test_extra_attacks_are_recorded_per_attack_outside_the_score(tmp_path):
     assert load_protocol(proto).hash != load_protocol(TINY_PROTOCOL).hash
     (rec,) = dcrobench.run("random", "digits", budget=5, protocol=proto, seeds=1, results=tmp_path / "r", threads=1)
     assert record_errors(rec.to_json()) == []
+    tampered = copy.deepcopy(rec.to_json())
+    tampered["adversarial"]["extra_attacks"]["attacks"]["fgsm"] += 0.05  # no longer what its flags say
+    assert any("extra_attacks/flags/fgsm" in e for e in record_errors(tampered))
     for ev in (rec.standard, rec.adversarial):
         extra = ev.extra_attacks
         assert set(extra["attacks"]) == {"fgsm", "deepfool", "transfer-pgd"} and not extra["in_score"]

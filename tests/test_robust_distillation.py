@@ -120,6 +120,22 @@ def test_experts_resume_per_epoch(digits3, monkeypatch, tmp_path, cls, kw):
 
 
 # ---------------------------------------------------------------------------------- GUARD
+def test_curvature_penalty_is_cures_gradient_difference(digits3):
+    method = GUARD(**GUARD_KW, iterations=0)
+    ctx = context(method, digits3)
+    model = body(build_net(ctx, 7)).eval()
+    x, y, h = ctx.real[:12], ctx.real_labels[:12], 2.0
+
+    def input_grad(at):  # of the batch-mean cross-entropy, as GUARD's code takes it
+        at = at.detach().requires_grad_(True)
+        return torch.autograd.grad(F.cross_entropy(model(at), y), at)[0]
+
+    g = input_grad(x)
+    z = h * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    expected = (input_grad(x + z) - g).flatten(1).norm(dim=1)
+    assert torch.allclose(curvature_penalty(model, x, y, h).detach(), expected, rtol=1e-4, atol=1e-9)
+
+
 def test_guard_regulariser_lowers_the_curvature_of_a_fixed_network_on_a_fixed_set(digits3):
     method = GUARD(**GUARD_KW, iterations=0)
     ctx = context(method, digits3)

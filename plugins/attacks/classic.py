@@ -22,20 +22,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dcrobench.attacks import AttackSpec, pgd, project
+from dcrobench.attacks import AttackSpec, per_sample_eps, pgd, project
 from dcrobench.hookspecs import hookimpl
 from dcrobench_plugins.attacks.deepfool import deepfool
-
-
-def _view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.view(-1, *([1] * (like.ndim - 1)))
 
 
 def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """The steepest-ascent unit step: sign (l-inf) or the l2-normalised gradient."""
     if norm == "linf":
         return grad.sign()
-    return grad / _view(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
+    return grad / per_sample_eps(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
 
 
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -63,7 +59,7 @@ def vmi_fgsm(model, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, 
     for _ in range(steps):
         grad = _input_grad(model, x_adv, y, ce)
         tuned = grad + v
-        g = decay * g + tuned / _view(tuned.abs().flatten(1).mean(1).clamp_min(1e-12), tuned)
+        g = decay * g + tuned / per_sample_eps(tuned.abs().flatten(1).mean(1).clamp_min(1e-12), tuned)
         sampled = torch.zeros_like(x)
         for _ in range(samples):
             if norm == "linf":
@@ -71,11 +67,10 @@ def vmi_fgsm(model, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, 
             else:
                 u = torch.randn(x.shape, generator=gen).to(x.device)
                 rad = torch.rand(x.shape[0], generator=gen).to(x.device) * beta * eps
-                r = u / _view(u.flatten(1).norm(dim=1).clamp_min(1e-12), u) * _view(rad, u)
+                r = u / per_sample_eps(u.flatten(1).norm(dim=1).clamp_min(1e-12), u) * per_sample_eps(rad, u)
             sampled += _input_grad(model, x_adv + r, y, ce)
         v = sampled / samples - grad
-        x_adv = project(x_adv + alpha * _direction(g, norm), x, norm, _view(torch.full((x.shape[0],), eps,
-                                                                                       device=x.device), x))
+        x_adv = project(x_adv + alpha * _direction(g, norm), x, norm, per_sample_eps(eps, x))
     return x_adv.detach()
 
 
@@ -93,7 +88,7 @@ def jitter_loss(scale: float, std: float, gen: torch.Generator):
 def jitter(model, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int, step_size: float,
            scale: float, std: float, gen: torch.Generator) -> torch.Tensor:
     """The Jitter attack (Schwinn et al. 2021): random start, ``steps`` ascent steps of ``step_size * eps``."""
-    eps_b = _view(torch.full((x.shape[0],), eps, device=x.device), x)
+    eps_b = per_sample_eps(eps, x)
     if norm == "linf":
         start = (torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * eps
     else:
@@ -140,9 +135,7 @@ def _deepfool(model, *, norm, eps, params, seed, device):
     def run(x, y):
         res = deepfool(model, x, max_iter=params["max_iter"], overshoot=params["overshoot"], norm=norm,
                        clip=params["clip"])
-        size = torch.where(res.flipped.to(x.device), res.radius.to(x.device), torch.full_like(res.radius, float("inf")))
-        eps_b = _view(torch.full((x.shape[0],), float(eps), device=x.device), x)
-        return project(x + res.perturbation.to(x.device), x, norm, eps_b), size
+        return project(x + res.perturbation.to(x.device), x, norm, per_sample_eps(float(eps), x)), res.radius
 
     return run
 

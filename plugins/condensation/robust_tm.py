@@ -80,7 +80,7 @@ class MAT(TM):
         "ema_decay": 0.99,         # (ours) per-step EMA of the expert weights
     }
     expert_params = TM.expert_params + ("adv_eps", "adv_step", "adv_steps", "ema_decay")
-    expert_kind = "mat-experts"
+    expert_kind = buffer_prefix = "mat-experts"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -121,7 +121,7 @@ class GUARD(TM):
         "curvature_h": 3.0,          # GUARD's h
     }
     expert_params = TM.expert_params + ("curvature_weight", "curvature_h")
-    expert_kind = "guard-experts"
+    expert_kind = buffer_prefix = "guard-experts"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

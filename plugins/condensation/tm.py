@@ -165,7 +165,8 @@ class TM(CondensationMethod):
     expert_params: ClassVar[tuple[str, ...]] = (
         "net_width", "net_depth", "net_norm", "dsa_strategy", "dsa_params", "lr_teacher", "expert_batch",
         "expert_momentum", "expert_weight_decay")
-    expert_kind: ClassVar[str] = "tm-experts"
+    expert_kind: ClassVar[str] = "tm-experts"  # the expert cache key's name
+    buffer_prefix: ClassVar[str] = "experts"   # the expert folder's
 
     def expert_key(self, data) -> str:
         p = self.semantic_params()
@@ -185,8 +186,7 @@ class TM(CondensationMethod):
         return [self.expert_key(data)]
 
     def buffer(self, data) -> ExpertBuffer:
-        prefix = "experts" if self.expert_kind == "tm-experts" else self.expert_kind
-        return ExpertBuffer(cache_dir("condensation") / f"{prefix}-{self.expert_key(data)}")
+        return ExpertBuffer(cache_dir("condensation") / f"{self.buffer_prefix}-{self.expert_key(data)}")
 
     def prepare(self, ctx: Context) -> None:
         p = self.params

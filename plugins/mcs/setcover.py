@@ -210,10 +210,10 @@ def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
     r, c = a.shape
     if r == 0:
         return 0.0, np.zeros(c)
-    silence_highs_banner()
+    threads = highs_threads(1)  # first: it also keeps HiGHS's banner off stdout
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", highs_threads(1))
+    h.setOptionValue("threads", threads)
     h.addVars(c, np.zeros(c), np.ones(c))
     h.changeColsCost(c, np.arange(c, dtype=np.int32), np.ones(c))
     m = sp.csr_matrix(a.astype(np.float64))
