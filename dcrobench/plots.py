@@ -104,9 +104,9 @@ def scatter(cells: list[Cell], path: Path, title: str) -> None:
 
 def _plain_log_ticks(axis) -> None:
     """Log scale labelled with plain numbers at the major ticks only (minor labels overlap)."""
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    axis.set_major_formatter(ScalarFormatter())
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # 1, 10, 100: the same in every panel
     axis.set_minor_formatter(NullFormatter())
 
 
