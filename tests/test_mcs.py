@@ -367,6 +367,26 @@ def test_reference_algorithm1_brackets_the_optimum_and_reports_a_stopped_run(mon
     assert not r["finished"] and r["milps"] == 1 and r["centers"] is None
 
 
+def test_svhn_sized_standin_is_deterministic_colour_crops(monkeypatch):
+    """benchmarks/perf/svhn_standin.py: the stand-in for the paper's largest MCS class."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "perf"))
+    import svhn_standin
+
+    assert svhn_standin.SVHN_LARGEST_CLASS == 13_861
+    a, b = svhn_standin.svhn_like_class(40, seed=5), svhn_standin.svhn_like_class(40, seed=5)
+    assert a.shape == (40, 3 * 32 * 32) and a.dtype == torch.float64 and torch.equal(a, b)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    assert not torch.equal(a, svhn_standin.svhn_like_class(40, seed=6))
+    img = a.reshape(40, 3, 32, 32)
+    # colour: the three channels differ per image; the digit sits in the middle columns, where the
+    # pixels deviate from the image's background (its median colour) more than at the edges' rows
+    assert (img[:, 0] - img[:, 1]).abs().mean() > 0.05
+    dev = (img - img.flatten(2).median(2).values[..., None, None]).abs().mean(1)
+    assert dev[:, 8:24, 12:20].mean() > dev[:, :3, :].mean()
+
+
 def test_search_stats_reach_the_solution_as_one_typed_record():
     from dcrobench_plugins.mcs.solver import KSearchStats, MilpStats
 

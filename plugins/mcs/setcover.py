@@ -198,15 +198,16 @@ FAST_MIP_OPTIONS = {
 }
 
 
-def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
+def lp_solution(a: np.ndarray, time_limit: float | None = None) -> tuple[float, np.ndarray]:
     """LP relaxation of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` (HiGHS simplex): (value, s).
 
-    The value is a lower bound on the cover size; (0.0, zeros) when the LP fails (a bound that
-    never wrongly prunes).
+    The value is a lower bound on the cover size; (0.0, zeros) when the LP fails or ``time_limit``
+    (seconds, model building included) stops it: a bound that never wrongly prunes.
     """
     import highspy
     import scipy.sparse as sp
 
+    start = time.perf_counter()
     r, c = a.shape
     if r == 0:
         return 0.0, np.zeros(c)
@@ -219,6 +220,8 @@ def lp_solution(a: np.ndarray) -> tuple[float, np.ndarray]:
     m = sp.csr_matrix(a.astype(np.float64))
     h.addRows(r, np.ones(r), np.full(r, highspy.kHighsInf), m.nnz, m.indptr[:-1].astype(np.int32),
               m.indices.astype(np.int32), m.data)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(0.01, float(time_limit) - (time.perf_counter() - start)))
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return 0.0, np.zeros(c)
@@ -242,8 +245,8 @@ def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float 
 
     ``target``: stop at the first cover with ``sum(s) <= target`` (HiGHS ``objective_target``);
     ``cutoff``: prune every node whose bound exceeds it. Uses Pyomo's HiGHS interface
-    (``pyomo.contrib.solver``), whose ``solve(..., time_limit=)`` is honoured; the dual bound is
-    read from the results.
+    (``pyomo.contrib.solver``), whose ``solve(..., time_limit=)`` is honoured; ``time_limit``
+    includes building the model. The dual bound is read from the results.
     """
     import pyomo.environ as pyo
     from pyomo.contrib.solver.common.factory import SolverFactory
@@ -267,7 +270,8 @@ def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float 
     if cutoff is not None:  # a decision question: nodes above the cutoff are pruned
         options["objective_bound"] = float(cutoff)
     solver = SolverFactory("highs")
-    res = solver.solve(model, time_limit=None if time_limit is None else max(0.05, float(time_limit)),
+    left = None if time_limit is None else max(0.05, float(time_limit) - (time.perf_counter() - start))
+    res = solver.solve(model, time_limit=left,
                        load_solutions=False, raise_exception_on_nonoptimal_result=False,
                        solver_options=options)
     seconds = time.perf_counter() - start
