@@ -202,14 +202,15 @@ def lp_solution(a: np.ndarray, time_limit: float | None = None) -> tuple[float, 
     """LP relaxation of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` (HiGHS simplex): (value, s).
 
     The value is a lower bound on the cover size; (0.0, zeros) when the LP fails or ``time_limit``
-    (seconds, model building included) stops it: a bound that never wrongly prunes.
+    (seconds, model building included) stops it, at once when it is not positive: a bound that
+    never wrongly prunes.
     """
     import highspy
     import scipy.sparse as sp
 
     start = time.perf_counter()
     r, c = a.shape
-    if r == 0:
+    if r == 0 or (time_limit is not None and time_limit <= 0):
         return 0.0, np.zeros(c)
     threads = highs_threads(1)  # first: it also keeps HiGHS's banner off stdout
     h = highspy.Highs()

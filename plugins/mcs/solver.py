@@ -426,8 +426,6 @@ class KCenterSearch:
                 return False
             if red.a.shape[0] and (kr == 0 or setcover.packing_bound(red.a) > kr):
                 return True
-            if self.deadline.over():
-                return False
             t = time.perf_counter()
             lp, x = setcover.lp_solution(red.a, self.deadline.left()) if red.a.shape[0] else (0.0, np.zeros(0))
             stats.lp_s += time.perf_counter() - t
@@ -572,8 +570,7 @@ class KCenterSearch:
             if ls is not None:
                 stats.by_local_search += 1
                 return True, list(red.fixed) + [int(red.cols[j]) for j in ls]
-        left = self.deadline.left()
-        if left is not None and left <= 0:
+        if self.deadline.over():
             return None, None
         sub = setcover.reduce(red.a, red.cols, dominance=not cheap)
         if sub.infeasible or len(sub.fixed) > kr:
@@ -585,17 +582,17 @@ class KCenterSearch:
             return True, list(red.fixed)
         # LP relaxation (~0.05 s on a few hundred rows): LP > kr proves the radius too small
         t_lp = time.perf_counter()
-        lp = setcover.lp_solution(red.a, left)[0]
+        lp = setcover.lp_solution(red.a, self.deadline.left())[0]
         stats.lp_s += time.perf_counter() - t_lp
         if lp > kr + 1e-5:
             stats.by_lp += 1
             return False, None
         # min |cover| stopped at the first cover of size <= kr (objective target): finds covers far
         # more easily than the sum(s) <= k feasibility form; infeasible <=> dual bound > kr
-        left = self.deadline.left()
-        if left is not None and left <= 0:
+        if self.deadline.over():
             return None, None
-        res = setcover.solve_milp(red.a, time_limit=left, target=kr + 0.5, cutoff=kr + 0.5, threads=self.threads)
+        res = setcover.solve_milp(red.a, time_limit=self.deadline.left(), target=kr + 0.5, cutoff=kr + 0.5,
+                                  threads=self.threads)
         stats.note_milp(res, red.a.shape)
         _log.debug("k-decision r=%.6f W=%d reduced=%s fixed=%d -> %s in %.2fs", r, dw.shape[0],
                    red.a.shape, len(red.fixed), res.status, res.seconds)
