@@ -387,6 +387,37 @@ def test_svhn_sized_standin_is_deterministic_colour_crops(monkeypatch):
     assert dev[:, 8:24, 12:20].mean() > dev[:, :3, :].mean()
 
 
+def test_proof_bound_benchmark_finds_a_violated_rank_cut_and_records_the_proof(monkeypatch):
+    """benchmarks/perf/mcs_proof_bounds.py: its "no violated cut" rows must be able to say otherwise."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks" / "perf"))
+    import mcs_proof_bounds
+
+    # an odd cycle of 5 rows, each column covering two neighbours: LP 2.5 (every s = 1/2), cover number 3
+    a = np.zeros((5, 5), dtype=bool)
+    for i in range(5):
+        a[i, i] = a[(i + 1) % 5, i] = True
+    lp, s = mcs_proof_bounds.lp_with_cuts(a)
+    assert lp == pytest.approx(2.5) and np.allclose(s, 0.5)
+    cuts, tried, worst, unfinished = mcs_proof_bounds.rank_cuts(a, s, size=5, tries=5, tau_limit=5.0)
+    assert tried >= 1 and worst == pytest.approx(0.5) and unfinished == 0
+    assert all(rhs == 3 and len(cols) == 5 for cols, rhs in cuts)
+    assert mcs_proof_bounds.lp_with_cuts(a, cuts)[0] == pytest.approx(3.0)
+    # groups of two rows (a cover of 1 or 2 columns each) cut nothing off
+    assert mcs_proof_bounds.rank_cuts(a, s, size=2, tries=5, tau_limit=5.0)[0] == []
+
+    x = torch.tensor(np.random.default_rng(7).random((40, 2)))
+    with mcs_proof_bounds.capture_proof_milps() as milps:
+        sol = solve_k_mcs(DistanceOracle(x, "l2"), 5, add_per_round=2)
+    assert sol.optimal
+    from dcrobench_plugins.mcs import setcover, solver
+
+    assert setcover.solve_milp.__name__ == "solve_milp" and solver.KCenterSearch.decide.__name__ == "decide"
+    for m in milps:  # each recorded MILP: a cover question at a radius below the optimum or at it
+        assert m["a"].dtype == bool and m["need"] >= 1 and m["r"] <= sol.eta + 1e-12
+
+
 def test_search_stats_reach_the_solution_as_one_typed_record():
     from dcrobench_plugins.mcs.solver import KSearchStats, MilpStats
 
