@@ -402,10 +402,18 @@ def test_proof_bound_benchmark_finds_a_violated_rank_cut_and_records_the_proof(m
     assert lp == pytest.approx(2.5) and np.allclose(s, 0.5)
     cuts, tried, worst, unfinished = mcs_proof_bounds.rank_cuts(a, s, size=5, tries=5, tau_limit=5.0)
     assert tried >= 1 and worst == pytest.approx(0.5) and unfinished == 0
-    assert all(rhs == 3 and len(cols) == 5 for cols, rhs in cuts)
+    assert all(rhs == 3 and len(cols) == 5 for cols, _, rhs in cuts)
     assert mcs_proof_bounds.lp_with_cuts(a, cuts)[0] == pytest.approx(3.0)
     # groups of two rows (a cover of 1 or 2 columns each) cut nothing off
     assert mcs_proof_bounds.rank_cuts(a, s, size=2, tries=5, tau_limit=5.0)[0] == []
+    # the zero-half cut of the cycle: half the sum of its 5 rows, rounded up, is s(all) >= 3
+    zero_half = mcs_proof_bounds.zero_half_cuts(a, s)
+    assert zero_half and all(rhs == 3 and np.array_equal(coef, np.ones(5)) for _, coef, rhs in zero_half)
+    assert mcs_proof_bounds.lp_with_cuts(a, zero_half)[0] == pytest.approx(3.0)
+    assert mcs_proof_bounds.zero_half_cuts(a, np.ones(5)) == []  # an integer cover violates none
+    # "a cover of at most 2 columns?": none; of at most 3: one (the solver's options, with or without cuts)
+    assert mcs_proof_bounds.proof_milp_seconds(a, 3)[1] and mcs_proof_bounds.proof_milp_seconds(a, 3, zero_half)[1]
+    assert not mcs_proof_bounds.proof_milp_seconds(a, 4)[1]
 
     x = torch.tensor(np.random.default_rng(7).random((40, 2)))
     with mcs_proof_bounds.capture_proof_milps() as milps:
