@@ -415,10 +415,10 @@ def test_proof_bound_benchmark_finds_a_violated_rank_cut_and_records_the_proof(m
     assert mcs_proof_bounds.proof_milp_seconds(a, 3)[1] and mcs_proof_bounds.proof_milp_seconds(a, 3, zero_half)[1]
     assert not mcs_proof_bounds.proof_milp_seconds(a, 4)[1]
 
-    x = torch.tensor(np.random.default_rng(7).random((40, 2)))
+    x = torch.tensor(np.random.default_rng(1).random((80, 3)))  # an instance the LP bound leaves to a MILP
     with mcs_proof_bounds.capture_proof_milps() as milps:
-        sol = solve_k_mcs(DistanceOracle(x, "l2"), 5, add_per_round=2)
-    assert sol.optimal
+        sol = solve_k_mcs(DistanceOracle(x, "l2"), 8)
+    assert sol.optimal and milps
     from dcrobench_plugins.mcs import setcover, solver
 
     assert setcover.solve_milp.__name__ == "solve_milp" and solver.KCenterSearch.decide.__name__ == "decide"

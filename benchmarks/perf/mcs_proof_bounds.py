@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcrobench_plugins.mcs import setcover, solver
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @contextmanager
 def capture_proof_milps():
     """Record every set-cover MILP the k-MCS solver hands to HiGHS, with the radius it decides."""
-    from dcrobench_plugins.mcs import setcover, solver
-
     seen: list[dict] = []
     radius = [None]
     real_milp, real_decide = setcover.solve_milp, solver.KCenterSearch.decide
@@ -50,8 +50,7 @@ def capture_proof_milps():
 
     def milp(a, **kw):
         res = real_milp(a, **kw)
-        seen.append({"a": a.copy(), "r": radius[0], "need": int(kw["cutoff"] + 0.5), "seconds": res.seconds,
-                     "status": res.status})
+        seen.append({"a": a.copy(), "r": radius[0], "need": int(kw["cutoff"] + 0.5), "seconds": res.seconds})
         return res
 
     setcover.solve_milp, solver.KCenterSearch.decide = milp, decide
@@ -61,31 +60,9 @@ def capture_proof_milps():
         setcover.solve_milp, solver.KCenterSearch.decide = real_milp, real_decide
 
 
-def _cover_model(a: np.ndarray, cuts=()):
-    """HiGHS model of min sum(s) s.t. A s >= 1, every cut (cols, coefficients, rhs), 0 <= s <= 1."""
-    import highspy
-
-    from dcrobench_plugins.mcs import setcover
-
-    rows, cols = a.shape
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    # HiGHS's one process-wide pool: a run of another width fails every later MILP silently
-    h.setOptionValue("threads", setcover.highs_threads(1))
-    h.addVars(cols, np.zeros(cols), np.ones(cols))
-    h.changeColsCost(cols, np.arange(cols, dtype=np.int32), np.ones(cols))
-    for row in a:
-        idx = np.flatnonzero(row).astype(np.int32)
-        h.addRow(1.0, highspy.kHighsInf, idx.size, idx, np.ones(idx.size))
-    for idx, coef, rhs in cuts:
-        idx = np.asarray(idx, dtype=np.int32)
-        h.addRow(float(rhs), highspy.kHighsInf, idx.size, idx, np.asarray(coef, dtype=np.float64))
-    return h
-
-
 def lp_with_cuts(a: np.ndarray, cuts=()) -> tuple[float, np.ndarray]:
     """LP of the cover model with ``cuts`` (cols, coefficients, rhs): (value, s)."""
-    h = _cover_model(a, cuts)
+    h = setcover.cover_model(a, cuts)
     h.run()
     return float(h.getInfo().objective_function_value), np.asarray(h.getSolution().col_value)
 
@@ -95,16 +72,11 @@ def proof_milp_seconds(a: np.ndarray, need: int, cuts=()) -> tuple[float, bool]:
     options (objective cutoff and target need - 0.5), and whether it proved there is none."""
     import highspy
 
-    from dcrobench_plugins.mcs import setcover
-
-    h = _cover_model(a, cuts)
+    h = setcover.cover_model(a, cuts)
     cols = a.shape[1]
     h.changeColsIntegrality(cols, np.arange(cols, dtype=np.int32), np.full(cols, highspy.HighsVarType.kInteger))
-    for key, value in setcover.FAST_MIP_OPTIONS.items():
+    for key, value in setcover.milp_options(1, target=need - 0.5, cutoff=need - 0.5).items():
         h.setOptionValue(key, value)
-    h.setOptionValue("mip_abs_gap", 0.999)
-    h.setOptionValue("objective_bound", need - 0.5)
-    h.setOptionValue("objective_target", need - 0.5)
     start = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - start
@@ -120,8 +92,6 @@ def rank_cuts(a: np.ndarray, s: np.ndarray, size: int, tries: int, tau_limit: fl
     """Violated ``s(N(R)) >= tau(R)`` over groups of ``size`` rows, one group per tried row: the
     row and the rows sharing most LP-weighted columns with it. Returns (cuts, groups tried, largest
     violation, groups whose cover-number MILP did not finish: their cut uses its bound)."""
-    from dcrobench_plugins.mcs import setcover
-
     af = a.astype(np.float64)
     overlap = (af * s) @ af.T
     starts = np.argsort(-np.diag(overlap), kind="stable")[:tries]
@@ -175,20 +145,18 @@ def zero_half_cuts(a: np.ndarray, s: np.ndarray, *, candidates: int = 80, max_ro
 def run_case(case: str, k: int, sizes: list[int], tries: int, tau_limit: float, zero_half_rounds: int) -> dict:
     from mcs_vs_reference import load_case
 
-    from dcrobench_plugins.mcs import setcover
     from dcrobench_plugins.mcs.distances import DistanceOracle
-    from dcrobench_plugins.mcs.solver import _FULL_MATRIX_ENTRIES, solve_k_mcs
 
     oracle = DistanceOracle(load_case(case), "l2")
     with capture_proof_milps() as milps:
-        sol = solve_k_mcs(oracle, k, threads=1)
+        sol = solver.solve_k_mcs(oracle, k, threads=1)
     if not milps:
         return {"eta": sol.eta, "optimal": sol.optimal, "proof": None}
     proof = max(milps, key=lambda m: m["seconds"])  # the proof is the expensive one
     a, need = proof["a"], proof["need"]
     lp_w, s = lp_with_cuts(a)
     lp_all, all_shape = None, None
-    if float(oracle.n) ** 2 <= _FULL_MATRIX_ENTRIES:
+    if float(oracle.n) ** 2 <= solver._FULL_MATRIX_ENTRIES:
         full = setcover.reduce(oracle.full() <= proof["r"])
         lp_all = len(full.fixed) + (lp_with_cuts(full.a)[0] if full.a.shape[0] else 0.0)
         all_shape = full.a.shape
@@ -198,13 +166,13 @@ def run_case(case: str, k: int, sizes: list[int], tries: int, tau_limit: float, 
         found, tried, _, unfinished = rank_cuts(a, s, size, tries, tau_limit)
         lp_cut = lp_with_cuts(a, found)[0] if found else lp_w
         cuts[size] = {"violated": len(found), "tried": tried, "unfinished": unfinished, "lp": lp_cut}
-    zero_half, lp_zh = [], lp_w
+    zero_half, lp_zh, s_zh = [], lp_w, s
     for _ in range(zero_half_rounds):
-        new = zero_half_cuts(a, lp_with_cuts(a, zero_half)[1])
+        new = zero_half_cuts(a, s_zh)
         if not new:
             break
         zero_half += new
-        lp_zh = lp_with_cuts(a, zero_half)[0]
+        lp_zh, s_zh = lp_with_cuts(a, zero_half)
     plain_s, plain_proved = proof_milp_seconds(a, need)
     zh_s, zh_proved = proof_milp_seconds(a, need, zero_half) if zero_half else (plain_s, plain_proved)
     assert plain_proved and zh_proved, "a proof MILP found a cover below the optimum"

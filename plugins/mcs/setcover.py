@@ -198,21 +198,14 @@ FAST_MIP_OPTIONS = {
 }
 
 
-def lp_solution(a: np.ndarray, time_limit: float | None = None) -> tuple[float, np.ndarray]:
-    """LP relaxation of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` (HiGHS simplex): (value, s).
-
-    The value is a lower bound on the cover size; (0.0, zeros) when the LP fails or ``time_limit``
-    (seconds, model building included) stops it, at once when it is not positive: a bound that
-    never wrongly prunes.
-    """
+def cover_model(a: np.ndarray, cuts=()):
+    """HiGHS model (silent, one thread) of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` plus each cut
+    ``(columns, coefficients, rhs)`` as a row ``>= rhs``; continuous until the caller says otherwise."""
     import highspy
     import scipy.sparse as sp
 
-    start = time.perf_counter()
-    r, c = a.shape
-    if r == 0 or (time_limit is not None and time_limit <= 0):
-        return 0.0, np.zeros(c)
     threads = highs_threads(1)  # first: it also keeps HiGHS's banner off stdout
+    r, c = a.shape
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", threads)
@@ -221,6 +214,26 @@ def lp_solution(a: np.ndarray, time_limit: float | None = None) -> tuple[float, 
     m = sp.csr_matrix(a.astype(np.float64))
     h.addRows(r, np.ones(r), np.full(r, highspy.kHighsInf), m.nnz, m.indptr[:-1].astype(np.int32),
               m.indices.astype(np.int32), m.data)
+    for cols, coef, rhs in cuts:
+        cols = np.asarray(cols, dtype=np.int32)
+        h.addRow(float(rhs), highspy.kHighsInf, cols.size, cols, np.asarray(coef, dtype=np.float64))
+    return h
+
+
+def lp_solution(a: np.ndarray, time_limit: float | None = None) -> tuple[float, np.ndarray]:
+    """LP relaxation of ``min sum(s) s.t. A s >= 1, 0 <= s <= 1`` (HiGHS simplex): (value, s).
+
+    The value is a lower bound on the cover size; (0.0, zeros) when the LP fails or ``time_limit``
+    (seconds, model building included) stops it, at once when it is not positive: a bound that
+    never wrongly prunes.
+    """
+    import highspy
+
+    start = time.perf_counter()
+    r, c = a.shape
+    if r == 0 or (time_limit is not None and time_limit <= 0):
+        return 0.0, np.zeros(c)
+    h = cover_model(a)
     if time_limit is not None:
         h.setOptionValue("time_limit", max(0.01, float(time_limit) - (time.perf_counter() - start)))
     h.run()
@@ -236,6 +249,20 @@ class MilpResult:
     objective: float | None
     bound: float  # dual bound (a valid lower bound on the minimum)
     seconds: float
+
+
+def milp_options(threads: int = 1, target: float | None = None, cutoff: float | None = None) -> dict:
+    """HiGHS options of the set-cover MILPs (``solve_milp``'s ``threads``, ``target``, ``cutoff``)."""
+    options = {"threads": highs_threads(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
+    # Measured on the MNIST-1,500 set-cover decisions (177 rows x 1,329 columns): the sub-MIP
+    # heuristics (RINS/RENS/root reduced cost) and reliability strong branching spent ~90% of the
+    # time; without them the same B&B closes in ~1.5 s instead of ~15 s.
+    options.update(FAST_MIP_OPTIONS)
+    if target is not None:  # stop as soon as a cover of size <= target is found
+        options["objective_target"] = float(target)
+    if cutoff is not None:  # a decision question: nodes above the cutoff are pruned
+        options["objective_bound"] = float(cutoff)
+    return options
 
 
 def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float | None = None,
@@ -261,15 +288,7 @@ def solve_milp(a: np.ndarray, *, time_limit: float | None = None, target: float 
     model.obj = pyo.Objective(expr=total, sense=pyo.minimize)
     row_cols = [np.flatnonzero(a[i]).tolist() for i in range(r)]
     model.cover = pyo.Constraint(range(r), rule=lambda m, i: pyo.quicksum(m.s[j] for j in row_cols[i]) >= 1)
-    options = {"threads": highs_threads(threads), "mip_rel_gap": 0.0, "mip_abs_gap": 0.999, "output_flag": False}
-    # Measured on the MNIST-1,500 set-cover decisions (177 rows x 1,329 columns): the sub-MIP
-    # heuristics (RINS/RENS/root reduced cost) and reliability strong branching spent ~90% of the
-    # time; without them the same B&B closes in ~1.5 s instead of ~15 s.
-    options.update(FAST_MIP_OPTIONS)
-    if target is not None:  # stop as soon as a cover of size <= target is found
-        options["objective_target"] = float(target)
-    if cutoff is not None:  # a decision question: nodes above the cutoff are pruned
-        options["objective_bound"] = float(cutoff)
+    options = milp_options(threads, target, cutoff)
     solver = SolverFactory("highs")
     left = None if time_limit is None else max(0.05, float(time_limit) - (time.perf_counter() - start))
     res = solver.solve(model, time_limit=left,
