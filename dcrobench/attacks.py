@@ -39,15 +39,15 @@ def per_sample_eps(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return e.view(-1, *([1] * (x.ndim - 1)))
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: torch.Tensor) -> torch.Tensor:
-    """Project onto the eps-ball around x intersected with the [0, 1] box."""
+def project(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """Project onto the eps-ball around x intersected with the [0, 1] box (the ball alone when not ``clip``)."""
     delta = x_adv - x
     if norm == "linf":
         delta = torch.maximum(torch.minimum(delta, eps), -eps)
     else:
         n = delta.flatten(1).norm(dim=1).view(-1, *([1] * (x.ndim - 1)))
         delta = delta * torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
-    return (x + delta).clamp_(0.0, 1.0)
+    return (x + delta).clamp_(0.0, 1.0) if clip else x + delta
 
 
 #: a per-sample attack loss ``(logits, y) -> [B]`` that PGD ascends
@@ -59,9 +59,11 @@ def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float | torch.Tensor,
-        steps: int, step_size: float, random_start: bool = True, loss: AttackLoss = cross_entropy_loss) -> torch.Tensor:
+        steps: int, step_size: float, random_start: bool = True, loss: AttackLoss = cross_entropy_loss,
+        clip: bool = True) -> torch.Tensor:
     """Projected gradient ascent on ``loss`` (default: the cross-entropy; Madry et al.); ``step_size`` is a
-    fraction of eps.
+    fraction of eps. ``clip=False`` leaves x + delta outside the [0, 1] box, as the paper authors' l_inf
+    PGD does: only for training, an evaluation attack must stay in the box.
 
     ``eps`` may be one number or one radius per sample (generalized adversarial training).
     """
@@ -77,7 +79,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
             d = torch.randn_like(x)
             d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
             delta = d * eps_b * torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype)
-        x_adv = (x + delta).clamp(0.0, 1.0)
+        x_adv = (x + delta).clamp(0.0, 1.0) if clip else x + delta
     else:
         x_adv = x.clone()
     for _ in range(steps):
@@ -90,7 +92,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
             else:
                 g = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
                 x_adv = x_adv + alpha * grad / g
-            x_adv = project(x_adv, x, norm, eps_b)
+            x_adv = project(x_adv, x, norm, eps_b, clip)
     return x_adv.detach()
 
 

@@ -1,7 +1,8 @@
-"""Command line: ``dcrobench list | run | compress | leaderboard``. Thin: the work is in the modules."""
+"""Command line: ``dcrobench list | run | compress | data | leaderboard``. Thin: the work is in the modules."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import textwrap
@@ -111,6 +112,9 @@ def _common_setup(threads: int | str | None, device: str | None) -> None:
     resolve_threads(threads, resolve_device(device))
 
 
+DATA_ROOT_OPTION = click.option(
+    "--data-root", type=click.Path(file_okay=False, path_type=Path),
+    help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
 THREADS_HELP = ("torch CPU threads: a number, 'torch' (its default) or 'auto' (the cores not already busy; 1 on a 2-core machine, "
                 "see benchmarks/perf/threads.md)")
 
@@ -134,8 +138,7 @@ def _log_to_stderr(quiet: bool) -> None:
 @click.option("--protocol", "-p", default="quick", show_default=True, help="protocol name or YAML file")
 @click.option("--norm", "norms", multiple=True, type=click.Choice(["linf", "l2"]), help="threat model(s); default linf")
 @click.option("--seeds", type=int, help="number of seeds (default: the protocol's)")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
+@DATA_ROOT_OPTION
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(path_type=Path),
               help="folder of the JSON records")
@@ -190,8 +193,7 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
 @click.option("--protocol", "-p", default="quick", show_default=True, help="supplies the method's parameters")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="file to write (never overwritten)")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
+@DATA_ROOT_OPTION
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
 @click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 @click.option("--threads", default="auto", show_default=True, help=THREADS_HELP)
@@ -223,8 +225,7 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
 @click.option("--experiment", type=int, default=0, show_default=True, help="dc: which experiment's set")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="file to write (never overwritten)")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-              help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
+@DATA_ROOT_OPTION
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
 def import_set(files, fmt, dataset, name, normalized, experiment, out, data_root, download) -> None:
     """Import a set distilled by other code, validated, with its provenance; score it with
@@ -306,6 +307,87 @@ def status(grid_file, results_dir, missing) -> None:
     click.echo(tabulate([[*list(r.values())[:-1], "done" if r["done"] else "missing"] for r in shown],
                         headers=["protocol", "method", "dataset", "budget", "model", "norm", "seed", "state"], tablefmt="simple"))
     click.echo(f"\n{done} of {len(rows)} cells done, {len(rows) - done} missing")
+
+
+@main.group()
+def data() -> None:
+    """Dataset files: which are in place, download them, or import copies without a network."""
+
+
+@data.command("status")
+@DATA_ROOT_OPTION
+def data_status(data_root: Path | None) -> None:
+    """One line per dataset: present (every file's md5 verified), missing, damaged (which file) or embedded."""
+    from .datafiles import dataset_state
+    from .datasets import resolve_data_root
+    from .registry import registries
+
+    regs = registries()
+    _warn_failures(regs)
+    root = resolve_data_root(data_root)
+    click.echo(f"data root: {root}")
+    width = max(map(len, regs.datasets), default=0)
+    incomplete = False
+    for name in regs.datasets:
+        try:
+            state = dataset_state(regs.datasets.get(name), root)
+        except DcrobenchError as exc:  # one plugin's broken declaration never hides the other datasets
+            click.echo(f"{name:<{width}}  unknown   {exc}")
+            continue
+        click.echo(state.row(width))
+        incomplete |= state.state in ("missing", "damaged")
+    if incomplete:
+        click.echo("\nget files with `dcrobench data fetch NAME` (needs a network) or, without one, "
+                   "`dcrobench data import NAME FILE...` (README: Data without a network)")
+
+
+@data.command("fetch")
+@click.argument("name")
+@DATA_ROOT_OPTION
+def data_fetch(name: str, data_root: Path | None) -> None:
+    """Download dataset NAME with torchvision (needs a network), then verify its files."""
+    from .datafiles import fetch
+    from .datasets import resolve_data_root
+    from .registry import registries
+
+    try:
+        regs = registries()
+        _warn_failures(regs)
+        spec = regs.datasets.get(name)
+        with contextlib.redirect_stdout(sys.stderr):  # torchvision's download messages are progress, not output
+            state = fetch(spec, resolve_data_root(data_root))
+    except DcrobenchError as exc:
+        _fail(exc)
+    click.echo(state.summary())
+
+
+@data.command("import")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DATA_ROOT_OPTION
+def data_import(name: str, files: tuple[Path, ...], data_root: Path | None) -> None:
+    """Install copies of dataset NAME's files brought without a network (raw, .gz, or the official archive).
+
+    Each file is recognised by the md5 of its content (.gz/.bz2/.xz decompressed; never the .gz's own md5) and installed
+    where the loader reads it, under the name the loader expects. All are checked before anything is written;
+    one bad file refuses the import and changes nothing. An existing different file is never replaced.
+    """
+    from .datafiles import dataset_state, import_files
+    from .datasets import resolve_data_root
+    from .registry import registries
+
+    try:
+        regs = registries()
+        _warn_failures(regs)
+        spec = regs.datasets.get(name)
+        root = resolve_data_root(data_root)
+        matches = import_files(spec, root, files)
+        state = dataset_state(spec, root)
+    except DcrobenchError as exc:
+        _fail(exc)
+    for match in matches:
+        click.echo(match.line())
+    click.echo(f"{state.summary()} (data root {root})")
 
 
 @main.group()

@@ -3,25 +3,54 @@
 A spec's ``load(root, download)`` returns ``(train, test)`` ``ImageSet`` pairs with pixels in
 [0, 1]; ``load_dataset`` checks their shape and keeps slow-to-parse sets' tensors in the cache,
 and ``stratified_split``/``stratified_subset`` give fixed class-balanced splits. The loaders
-themselves are plugins (``dcrobench_plugins.datasets``).
+themselves are plugins (``dcrobench_plugins.datasets``). A spec declares the files its loader reads
+(``DataFile``: path under the data root, md5 of the content), which ``dcrobench.datafiles`` checks
+and installs without a network.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
 from .cache import cache_root
-from .errors import DatasetError
+from .errors import DatasetError, one_line
 from .imageset import ImageSet
 
 EMBEDDED_SPLIT_SEED = 0
 EMBEDDED_TEST_FRACTION = 0.2
 DATA_CACHE_VERSION = f"split{EMBEDDED_SPLIT_SEED}-test{EMBEDDED_TEST_FRACTION}-v1"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file a loader reads: its path under the data root (POSIX, relative), the md5 of its content and,
+    when known, its size in bytes. The md5 is that of the decompressed bytes: copies of one data set
+    carry different gzip headers (mtime, file name), so a ``.gz`` md5 would refuse good copies."""
+
+    path: str
+    md5: str
+    size: int | None = None
+    required: bool = True  # False: the loader does without it (SVHN's extra split)
+
+    def __post_init__(self) -> None:
+        parts = PurePosixPath(self.path).parts
+        if not parts or PurePosixPath(self.path).is_absolute() or ".." in parts:
+            raise ValueError(f"data file path must be relative and stay under the data root, got {self.path!r}")
+        if not re.fullmatch(r"[0-9a-f]{32}", self.md5):
+            raise ValueError(f"data file {self.path}: md5 must be 32 lowercase hex digits, got {self.md5!r}")
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+DataFiles = tuple[DataFile, ...]
 
 
 @dataclass(frozen=True)
@@ -36,6 +65,24 @@ class DatasetSpec:
     load: Callable[[Path, bool], tuple[ImageSet, ImageSet]]
     description: str = ""
     cache_tensors: bool = False  # keep the parsed tensors in the dcrobench cache (slow-to-parse embedded sets)
+    #: the files ``load`` reads under the data root (none: an embedded set). A callable returning them
+    #: where declaring them needs a heavy import (torchvision's class attributes): registering stays cheap.
+    files: DataFiles | Callable[[], DataFiles] = ()
+    #: the archives the files are distributed in: ``path`` is the archive's usual file name, ``md5`` that of
+    #: the archive itself (its members are verified against ``files`` whatever the archive's md5)
+    archives: DataFiles | Callable[[], DataFiles] = ()
+
+    def data_files(self) -> DataFiles:
+        return self._declared(self.files, "files")
+
+    def data_archives(self) -> DataFiles:
+        return self._declared(self.archives, "archives")
+
+    def _declared(self, value, what: str) -> DataFiles:
+        try:
+            return tuple(value() if callable(value) else value)
+        except Exception as exc:  # a plugin's broken declaration is one message, not a traceback
+            raise DatasetError(f"dataset '{self.name}': its declared {what} cannot be listed ({one_line(exc)})") from None
 
     @property
     def input_dim(self) -> int:
@@ -73,8 +120,13 @@ def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
     return train, test
 
 
+def resolve_data_root(root: str | Path | None) -> Path:
+    """Where torchvision datasets live: ``root``, else ``$DCROBENCH_CACHE/data``, else ``~/.cache/dcrobench/data``."""
+    return Path(root or cache_root() / "data").expanduser()
+
+
 def load_dataset(spec: DatasetSpec, root: str | Path | None, download: bool) -> tuple[ImageSet, ImageSet]:
-    root_path = Path(root or cache_root() / "data").expanduser()
+    root_path = resolve_data_root(root)
     train, test = _load_embedded_cached(spec) if spec.cache_tensors else spec.load(root_path, download)
     for part in (train, test):
         if part.images.shape[1:] != (spec.channels, spec.size, spec.size):

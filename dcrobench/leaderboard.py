@@ -17,6 +17,7 @@ from typing import NamedTuple
 from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, method_labels, method_order, versus_random
+from . import reproduction
 from .plots import PNG_MAGIC, budget_curves, eps_curves, pareto, scatter
 from .results import Record, safe_name
 from .stats import MARKERS, RESAMPLES, Comparison
@@ -292,7 +293,8 @@ def changelog_lines(by_version: dict[tuple[str, int], list[Cell]]) -> list[str]:
 
 def publish_markdown(records: Iterable[Record], command: str) -> str:
     by_version: dict[tuple[str, int], list[Cell]] = {}
-    for c in cells(records):
+    all_cells = cells(records)
+    for c in all_cells:
         by_version.setdefault((c.protocol, c.version), []).append(c)
     latest = {name: max(v for n, v in by_version if n == name) for name, _ in by_version}
     parts = ["# dcrobench leaderboard", "",
@@ -300,6 +302,7 @@ def publish_markdown(records: Iterable[Record], command: str) -> str:
              "`dcrobench leaderboard check` fails when this file or a plot is out of date.", "",
              f"    {command}", "",
              *legend_lines(), ""]
+    parts += reproduction.markdown_lines(all_cells)
     for name in sorted(latest):
         parts += version_section(name, latest[name], by_version[(name, latest[name])])
     archived = sorted(((n, v) for n, v in by_version if v != latest[n]), reverse=True)

@@ -52,6 +52,29 @@ class AdversarialSettings:
     step_size: float = at_least(0, default=0.25, exclusive=True)  # fraction of eps
     random_start: bool = True
     weighted_radius: str = "eps"  # eps | eps+eta
+    #: keep x + delta in the [0, 1] box (the paper authors' l_inf PGD does not)
+    clip: bool = True
+    #: per-norm replacements of steps, step_size, random_start and clip (e.g. the authors' 40-step l_2 PGD)
+    per_norm: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_norm(self, norm: str) -> "AdversarialSettings":
+        """The settings adversarial training uses for ``norm``."""
+        over = self.per_norm.get(norm, {})
+        return dataclasses.replace(self, per_norm={}, **over) if over else dataclasses.replace(self, per_norm={})
+
+    def content(self) -> dict[str, Any]:
+        """The values that determine training; options added later count only when set, so the
+        hashes of protocols that do not use them stay what they were."""
+        d = dataclasses.asdict(self)
+        if d["clip"]:
+            d.pop("clip")
+        if not d["per_norm"]:
+            d.pop("per_norm")
+        return d
+
+
+#: the adversarial settings a ``per_norm`` block may replace
+PER_NORM_KEYS = ("steps", "step_size", "random_start", "clip")
 
 
 @dataclass(frozen=True)
@@ -96,6 +119,7 @@ class Protocol:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("description")
+        d["adversarial"] = self.adversarial.content()
         for option in ("eps_sweep", "extra_attacks", "extra_in_score"):
             if not d["evaluation"][option]:  # options added later hash only when set: old hashes stay valid
                 d["evaluation"].pop(option)
@@ -281,6 +305,18 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     attack_blocks = _mapping(proto.attacks, "attacks")
     for name, params in attack_blocks.items():
         _mapping(params, f"attacks.{name}")
+    per_norm: dict[str, dict[str, Any]] = {}
+    for norm, over in _mapping(nested["adversarial"].per_norm, "adversarial.per_norm").items():
+        if norm not in NORMS:
+            raise ProtocolError(f"adversarial.per_norm: unknown norm '{norm}' (expected one of {', '.join(NORMS)})")
+        over = _mapping(over, f"adversarial.per_norm.{norm}")
+        bad = set(over) - set(PER_NORM_KEYS)
+        if bad:
+            raise ProtocolError(f"adversarial.per_norm.{norm}: unknown keys {sorted(bad)} (allowed: {', '.join(PER_NORM_KEYS)})")
+        base = {k: v for k, v in dataclasses.asdict(nested["adversarial"]).items() if k != "per_norm"}
+        merged = parse_settings(AdversarialSettings, {**base, **over}, f"adversarial.per_norm.{norm}")
+        per_norm[norm] = {k: getattr(merged, k) for k in over}
+    nested["adversarial"] = dataclasses.replace(nested["adversarial"], per_norm=per_norm)
     if nested["adversarial"].weighted_radius not in ("eps", "eps+eta"):
         raise ProtocolError("adversarial.weighted_radius must be 'eps' or 'eps+eta'")
     if nested["train"].schedule not in ("constant", "cosine"):

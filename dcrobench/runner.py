@@ -388,7 +388,7 @@ def adversarial_stage(req: RunRequest, setup: RunSetup, store: StageStore, ckey:
                      adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
                      progress=req.progress, desc=f"adversarial {norm} s{seed}")
 
-    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial), norm, eps,
+    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial.for_norm(norm).content()), norm, eps,
                          radius_kind, eta, seed)
     return ModelStage(store, key, "adversarial", lambda: build_model(setup, p, seed).to(req.device), fit,
                       on_ready=on_ready)

@@ -51,6 +51,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
         w = (weights.float() / weights.float().mean()).to(device)
     eps = adversarial.eps.to(device) if adversarial is not None else None
     lr = settings.adversarial_lr if adversarial is not None else settings.lr
+    attack = adversarial.settings.for_norm(adversarial.norm) if adversarial is not None else None
     opt = _optimizer(model, lr, settings)
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total = settings.epochs * steps_per_epoch
@@ -66,8 +67,8 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
             x, y = images[b], labels[b]
             if adversarial is not None:
                 model.eval()
-                x = pgd(model, x, y, norm=adversarial.norm, eps=eps[b], steps=adversarial.settings.steps,
-                        step_size=adversarial.settings.step_size, random_start=adversarial.settings.random_start)
+                x = pgd(model, x, y, norm=adversarial.norm, eps=eps[b], steps=attack.steps, step_size=attack.step_size,
+                        random_start=attack.random_start, clip=attack.clip)
             model.train()
             losses = F.cross_entropy(model(x), y, reduction="none")
             loss = (losses * w[b]).mean() if w is not None else losses.mean()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .aggregate import KIND_ORDER, Cell, cell_key, cells, versus_random
+from .reproduction import HEADERS as REPRODUCTION_HEADERS, INTRO, TableSummary, tables as reproduction_tables
 from .results import Record
 from .stats import MARKERS, Comparison
 
@@ -147,18 +148,19 @@ def _row_order(row: dict[str, Any]) -> tuple:
 
 # --- the page -----------------------------------------------------------------------------------------------------
 def render_page(rows: Sequence[dict[str, Any]], plots: Sequence[tuple[str, str]] = (), title: str = DEFAULT_TITLE,
-                columns: Sequence[Column] = COLUMNS) -> str:
+                columns: Sequence[Column] = COLUMNS, reproduction: Sequence[TableSummary] = ()) -> str:
     """The page of ``rows`` (see :func:`page_rows`) and ``plots`` ((title, path relative to the page)).
 
     The columns are those of ``columns`` that some row carries, in that order, then any other row keys (before
     the provenance columns, format guessed: numbers as numbers). A plot whose title starts with
     ``"<protocol> v<version> "`` (as :class:`dcrobench.leaderboard.PlotSpec` titles do) is shown in that
-    protocol version's section, any other plot in a section of its own.
+    protocol version's section, any other plot in a section of its own. ``reproduction``: the paper's tables
+    beside ours (:func:`dcrobench.reproduction.tables`), a static section before the protocols'.
     """
     plots = [(str(t), str(p)) for t, p in plots]
     shown = visible_columns(rows, columns)
     sections = _sections(rows)
-    placed, parts = set(), []
+    placed, parts = set(), [_reproduction_html(reproduction)] if reproduction else []
     for name, version, latest in sections:
         own = [(t, p) for t, p in plots if t.startswith(f"{name} v{version} ")]
         placed.update(own)
@@ -228,6 +230,19 @@ def _section_html(name: str, version: int, latest: bool, plots: Sequence[tuple[s
             f'<div class="table-wrap"></div>{plots_part}\n</section>')
 
 
+def _reproduction_html(tables: Sequence[TableSummary]) -> str:
+    """The paper's numbers beside ours: static tables (no sorting or filtering: the paper's order is the point)."""
+    parts = ['<section class="reproduction">', "<h2>Reproducing the paper</h2>", f'<p class="about">{html.escape(INTRO)}</p>']
+    for t in tables:
+        parts += [f"<h3>{html.escape(t.title)}</h3>", f'<p class="count">{html.escape(t.summary)}</p>']
+        if t.run:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in REPRODUCTION_HEADERS)
+            body = "\n".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in t.rows)
+            parts.append(f'<div class="table-wrap"><table class="static"><thead><tr>{head}</tr></thead>\n'
+                         f"<tbody>\n{body}\n</tbody></table></div>")
+    return "\n".join(parts + ["</section>"])
+
+
 def _plots_html(plots: Sequence[tuple[str, str]]) -> str:
     figures = [f'<figure><a href="{html.escape(path)}"><img src="{html.escape(path)}" alt="{html.escape(title)}">'
                f'</a><figcaption>{html.escape(title)}</figcaption></figure>' for title, path in plots]
@@ -248,7 +263,8 @@ def page_text(records: Iterable[Record | dict[str, Any]], plots: Sequence[tuple[
               title: str = DEFAULT_TITLE) -> str:
     """The page's HTML for ``records`` (what ``write_page`` writes and ``leaderboard check`` compares)."""
     records = [r if isinstance(r, Record) else Record.from_json(r) for r in records]
-    return render_page(page_rows(cells(records), records), plots, title)
+    all_cells = cells(records)
+    return render_page(page_rows(all_cells, records), plots, title, reproduction=reproduction_tables(all_cells))
 
 
 _PAGE = """<!DOCTYPE html>
@@ -306,6 +322,8 @@ th, td { padding: 0.25rem 0.6rem; text-align: left; white-space: nowrap; border-
 thead th { position: sticky; top: 0; z-index: 1; background: var(--head); border-bottom: 1px solid var(--line);
   font-weight: 600; cursor: pointer; user-select: none; }
 thead th:hover { color: var(--accent); }
+table.static thead th { cursor: default; }
+table.static thead th:hover { color: inherit; }
 thead th .arrow { display: inline-block; width: 0.8em; color: var(--accent); }
 th.num, td.num { text-align: right; }
 tbody tr:nth-child(even) td { background: #fafbfc; }

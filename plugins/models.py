@@ -1,4 +1,6 @@
-"""Built-in model architectures (MLP, ConvNet, ResNet-18). Every model takes pixels in [0, 1]; normalisation happens inside.
+"""Built-in model architectures (MLP, ConvNet, ResNet-18). Every model takes pixels in [0, 1]; normalisation
+happens inside, with the dataset's mean and std, unless ``normalize: false`` (``model_params``) feeds the
+[0, 1] pixels as they are, as the paper authors' code does.
 
 Each model exposes ``features`` (input -> penultimate embedding) and ``classifier`` (the last
 ``nn.Linear``), which the coreset methods use for embeddings and last-layer gradients.
@@ -26,6 +28,15 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def input_normalization(mean: Sequence[float], std: Sequence[float], normalize: bool) -> Normalize:
+    """The dataset's standardisation, or the identity (mean 0, std 1) when ``normalize`` is false."""
+    if not isinstance(normalize, bool):
+        raise ValueError(f"model parameter normalize must be true or false, got {normalize!r}")
+    if normalize:
+        return Normalize(mean, std)
+    return Normalize([0.0] * len(mean), [1.0] * len(std))
+
+
 class Classifier(nn.Module):
     """normalize -> features -> classifier."""
 
@@ -42,17 +53,18 @@ class Classifier(nn.Module):
         return self.classifier(self.embed(x))
 
 
-def build_mlp(channels: int, size: int, num_classes: int, mean, std, hidden: int = 128, layers: int = 2) -> Classifier:
+def build_mlp(channels: int, size: int, num_classes: int, mean, std, hidden: int = 128, layers: int = 2,
+              normalize: bool = True) -> Classifier:
     mods: list[nn.Module] = [nn.Flatten()]
     width = channels * size * size
     for _ in range(layers):
         mods += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
         width = hidden
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), width, num_classes)
+    return Classifier(input_normalization(mean, std, normalize), nn.Sequential(*mods), width, num_classes)
 
 
 def build_convnet(channels: int, size: int, num_classes: int, mean, std, width: int = 128, depth: int = 3,
-                  norm: str = "instancenorm") -> Classifier:
+                  norm: str = "instancenorm", normalize: bool = True) -> Classifier:
     """The dataset-condensation ConvNet: depth x [conv3x3(width), norm, ReLU, avgpool 2]."""
     mods: list[nn.Module] = []
     c, s = channels, size
@@ -70,7 +82,7 @@ def build_convnet(channels: int, size: int, num_classes: int, mean, std, width: 
             s //= 2
         c = width
     mods.append(nn.Flatten())
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), width * s * s, num_classes)
+    return Classifier(input_normalization(mean, std, normalize), nn.Sequential(*mods), width * s * s, num_classes)
 
 
 class BasicBlock(nn.Module):
@@ -90,7 +102,8 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-def build_resnet18(channels: int, size: int, num_classes: int, mean, std, width: int = 64) -> Classifier:
+def build_resnet18(channels: int, size: int, num_classes: int, mean, std, width: int = 64,
+                   normalize: bool = True) -> Classifier:
     """ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)."""
     mods: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
     cin = width
@@ -100,7 +113,7 @@ def build_resnet18(channels: int, size: int, num_classes: int, mean, std, width:
             mods.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
             cin = cout
     mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(Normalize(mean, std), nn.Sequential(*mods), cin, num_classes)
+    return Classifier(input_normalization(mean, std, normalize), nn.Sequential(*mods), cin, num_classes)
 
 
 BUILTIN_MODELS = [

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dcrobench.imageset import ImageSet
 
 TINY_PROTOCOL = str(Path(__file__).parent / "data" / "tiny.yaml")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file (MNIST's format) of unsigned bytes: magic 0x0000_08_<ndim>, the dimensions, the data."""
+    dtype_code = 0x08  # unsigned byte
+    header = struct.pack(">HBB", 0, dtype_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
 
 
 def blobs(per_class: int = 12, classes: int = 3, size: int = 4, seed: int = 0) -> ImageSet:

@@ -8,7 +8,6 @@ users' downloads are still checked against the published sums.
 
 import hashlib
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import torch
 from dcrobench.datasets import load_dataset, stratified_subset
 from dcrobench_plugins.datasets import BUILTIN_DATASETS
 from dcrobench.errors import DatasetError
+from tests.helpers import idx_bytes
 
 SPECS = {d.name: d for d in BUILTIN_DATASETS}
 rng = np.random.default_rng(0)
@@ -28,9 +28,7 @@ def md5(path):
 
 
 def write_idx(path, array):
-    dtype_code = 0x08  # unsigned byte
-    header = struct.pack(">HBB", 0, dtype_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    path.write_bytes(idx_bytes(array))
 
 
 @pytest.fixture

@@ -13,17 +13,12 @@ GRIDS = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "grids").gl
 
 @pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
 def test_grid_methods_accept_their_protocol(path):
-    import yaml
-
-    raw = yaml.safe_load(path.read_text())
-    load_grid(path)
-    protocols = {raw["protocol"]} if "protocol" in raw else set()
-    protocols |= {block["protocol"] for block in raw["grid"] if "protocol" in block}  # per-block protocols
-    assert protocols
-    for proto in map(load_protocol, sorted(protocols)):
-        for name in raw["methods"]:
-            cls = registries().methods.get(name)
-            cls(**proto.method_params(name, cls.protocol_blocks))  # refused here, not hours into a sweep
+    pairs = {(task.protocol, task.method) for task in load_grid(path).tasks()}  # per-block protocols and methods
+    assert pairs
+    for proto_name, name in sorted(pairs):
+        proto = load_protocol(proto_name)
+        cls = registries().methods.get(name)
+        cls(**proto.method_params(name, cls.protocol_blocks))  # refused here, not hours into a sweep
 
 
 def test_the_quick_grid_runs_every_registered_builtin_method():

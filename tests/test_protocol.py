@@ -56,3 +56,31 @@ def test_a_methods_record_hash_ignores_other_methods_parameters():
     a, b = protocol_from_dict(base), protocol_from_dict({**base, "methods": {"dm": {"iterations": 20}}})
     assert a.hash_for("random") == b.hash_for("random")
     assert a.hash_for("dm") != b.hash_for("dm") and a.hash != b.hash
+
+
+def test_appendix_c_mnist_follows_the_authors_code_where_the_paper_is_silent():
+    """v3: [0, 1] inputs, l_inf PGD-20 with step eps from zero and no clip, l_2 PGD-40 with step 0.1, 20 epochs."""
+    p = load_protocol("appendix-c-mnist")
+    assert p.version == 3 and p.model_params == {"normalize": False} and p.train.epochs == 20
+    linf, l2 = p.adversarial.for_norm("linf"), p.adversarial.for_norm("l2")
+    assert (linf.steps, linf.step_size, linf.random_start, linf.clip) == (20, 1.0, False, False)
+    assert (l2.steps, l2.random_start, l2.clip) == (40, False, True)
+    assert l2.step_size * p.eps("mnist", "l2", 784) == pytest.approx(0.1, abs=1e-4)  # Table 2's alpha, absolute
+    assert p.train_for("mcs").lr == 0.001 and p.train_for("mcs").adversarial_lr == 0.0001
+
+
+def test_per_norm_adversarial_settings_are_validated_and_hash_only_when_set():
+    base = {"name": "x", "version": 1, "adversarial": {"steps": 10}}
+    plain = protocol_from_dict(base)
+    assert "clip" not in plain.content()["adversarial"] and "per_norm" not in plain.content()["adversarial"]
+    clipped = protocol_from_dict({**base, "adversarial": {"steps": 10, "clip": True}})
+    assert clipped.hash == plain.hash  # the default spelled out changes nothing
+    over = protocol_from_dict({**base, "adversarial": {"steps": 10, "per_norm": {"l2": {"steps": 40, "step_size": "1/10"}}}})
+    assert over.hash != plain.hash
+    assert over.adversarial.for_norm("l2").steps == 40 and over.adversarial.for_norm("l2").step_size == 0.1
+    assert over.adversarial.for_norm("linf").steps == 10
+    for bad, match in [({"l3": {"steps": 1}}, "unknown norm 'l3'"), ({"l2": {"lr": 1}}, "unknown keys"),
+                       ({"l2": {"steps": 0}}, "steps: must be at least 1"), ({"l2": {"clip": "no"}}, "true/false"),
+                       ({"l2": [1]}, "expected a mapping")]:
+        with pytest.raises(ProtocolError, match=match):
+            protocol_from_dict({**base, "adversarial": {"per_norm": bad}})
