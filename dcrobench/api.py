@@ -26,18 +26,33 @@ def _protocol(protocol: str | Path | Protocol) -> Protocol:
     return protocol if isinstance(protocol, Protocol) else load_protocol(str(protocol))
 
 
+def _refusing_to_overwrite(out: Path) -> Exception:
+    from .errors import DcrobenchError
+
+    return DcrobenchError(f"{out} exists; refusing to overwrite it")
+
+
 def _new_file(out: str | Path | None) -> Path | None:
     """``out`` as a path to write, refused before any work when it exists or its folder is not writable."""
-    from .errors import DcrobenchError
     from .fileio import ensure_writable_dir
 
     if out is None:
         return None
     out = Path(out)
     if out.exists():
-        raise DcrobenchError(f"{out} exists; refusing to overwrite it")
+        raise _refusing_to_overwrite(out)
     ensure_writable_dir(out.parent, "output folder")
     return out
+
+
+def _save_new(comp: CompressedSet, out: Path | None) -> None:
+    """Create ``out`` (when given): a file that appeared there while the set was being made is not replaced."""
+    if out is None:
+        return
+    try:
+        comp.save(out, new=True)
+    except FileExistsError:
+        raise _refusing_to_overwrite(out) from None
 
 
 def _norms(norms: str | Sequence[str]) -> tuple[str, ...]:
@@ -88,9 +103,11 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
     """
     from .datasets import load_dataset
     from .device import resolve_device, set_threads
+    from .protocol import check_seeds
     from .registry import registries
     from .runner import RunRequest, compress as compress_set, resolve
 
+    check_seeds(seed, "--seed")
     out = _new_file(out)
     dev = resolve_device(device)
     set_threads(threads, dev)
@@ -98,8 +115,7 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
                     registries())
     train_set, _ = load_dataset(setup.dataset, Path(data_root) if data_root is not None else None, download)
     comp = compress_set(setup, train_set, seed, dev, progress)
-    if out is not None:
-        comp.save(out)
+    _save_new(comp, out)
     return comp
 
 
@@ -124,8 +140,7 @@ def import_set(files: str | Path | Sequence[str | Path], *, fmt: str, dataset: s
     files = [files] if isinstance(files, (str, Path)) else list(files)
     train_set, _ = load_dataset(spec, Path(data_root) if data_root is not None else None, download)
     comp = read_set(files, fmt=fmt, train_set=train_set, name=name, normalized=normalized, experiment=experiment)
-    if out is not None:
-        comp.save(out)
+    _save_new(comp, out)
     return comp
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from .errors import DcrobenchError
+from .errors import DcrobenchError, one_line_text
 
 LIST_KINDS = ("methods", "datasets", "models", "attacks", "protocols")
 
@@ -20,11 +22,65 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
-def _interrupted(results_dir: Path | None) -> None:
-    """Ctrl-C: say what is kept and how to resume instead of a traceback or click's bare "Aborted!"."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that every command stops the same way."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interrupted(results_dir: Path | None, exc: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: say what is kept and how to resume instead of a traceback, click's bare "Aborted!" or
+    (SIGTERM) nothing at all."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    by = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
     kept = f" (stage cache {results_dir / '_stages'})" if results_dir is not None else ""
-    click.echo(f"interrupted: finished records and stages are kept{kept}; re-run the same command to resume", err=True)
-    sys.exit(130)
+    click.echo(f"interrupted{by}: finished records and stages are kept{kept}; re-run the same command to resume",
+               err=True)
+    sys.exit(128 + signum)
+
+
+class OneLineClickError(click.ClickException):
+    """Click's own errors (an unknown option, a missing one, a value of the wrong type) as one `error:` line, with
+    Click's exit code (2 for usage errors)."""
+
+    def __init__(self, error: click.ClickException) -> None:
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        super().__init__(one_line_text(error.format_message()) + hint)
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def _one_line_click_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:  # a group without its subcommand: Click prints the help
+        raise
+    except OneLineClickError:
+        raise
+    except click.ClickException as exc:
+        raise OneLineClickError(exc) from None
+    except KeyboardInterrupt as exc:  # commands that do not handle it themselves
+        _interrupted(None, exc)
+
+
+class Cli(click.Group):
+    """The command group: Click's errors and interruptions reported like every other error and interruption."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_click_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_click_errors():
+            return super().invoke(ctx)
 
 
 def _warn_failures(regs) -> None:
@@ -40,7 +96,7 @@ class _EchoHandler(logging.Handler):
         click.echo(f"{prefix}{record.getMessage()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dcrobench")
 def main() -> None:
     """Adversarial robustness of models trained on compressed datasets."""
@@ -48,6 +104,16 @@ def main() -> None:
     if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
         logger.addHandler(_EchoHandler(logging.WARNING))
         logger.propagate = False
+    _sigterm_as_ctrl_c(click.get_current_context())
+
+
+def _sigterm_as_ctrl_c(ctx: click.Context) -> None:
+    """SIGTERM raises :class:`Terminated` until the command ends (then the previous handler is back)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous))
 
 
 LINE_WIDTH = 127  # `dcrobench list` lines stay within this
@@ -173,8 +239,8 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
                           data_root=data_root, download=download, save_models=save_models, progress=progress)
     except DcrobenchError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(results_dir)
+    except KeyboardInterrupt as exc:
+        _interrupted(results_dir, exc)
     rows = [[r.method.name, r.dataset, r.budget.ipc or "full", r.model, r.norm, r.seed,
              f"{100 * r.standard.clean_acc:.2f}", f"{100 * r.standard.robust_acc:.2f}",
              f"{100 * r.adversarial.clean_acc:.2f}", f"{100 * r.adversarial.robust_acc:.2f}",
@@ -273,8 +339,8 @@ def sweep(grid_file, results_dir, executor, workers, ray_address, device, thread
         grid = load_grid(grid_file)
         summary = run_sweep(grid, results_dir, executor=executor, workers=workers, device=device, threads=threads,
                             progress=progress, log=lambda m: click.echo(m, err=True), ray_address=ray_address)
-    except KeyboardInterrupt:
-        _interrupted(results_dir)
+    except KeyboardInterrupt as exc:
+        _interrupted(results_dir, exc)
     except SweepInterrupted as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(128 + exc.signum)
@@ -395,15 +461,55 @@ def leaderboard() -> None:
     """Leaderboard tables from result records."""
 
 
+#: how the files of the two leaderboard commands begin (render_markdown and publish_markdown, dcrobench.leaderboard):
+#: a command rewrites a file of its own, never another one
+LEADERBOARD_TITLE = "# dcrobench leaderboard\n"
+RENDER_MARK = "Generated by `dcrobench leaderboard render`"
+PUBLISH_MARK = LEADERBOARD_TITLE + "\nGenerated from the result records by the command below"
+FORCE_HINT = "--force to write anyway"
+
+
+def _file_head(path: Path, size: int = 16384) -> str:
+    """The first ``size`` bytes of a file as text ('' when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _written_by_render(path: Path) -> bool:
+    from .leaderboard import render_markdown
+
+    head = _file_head(path)
+    return head.startswith(LEADERBOARD_TITLE) and (RENDER_MARK in head or head == render_markdown([]))
+
+
+def _published_folder(out_dir: Path) -> bool:
+    """Whether ``out_dir`` is empty or holds what publish writes (its index says so)."""
+    from .leaderboard import INDEX_FILE
+
+    try:
+        empty = not any(out_dir.iterdir())
+    except OSError:  # missing (publish creates it), or unreadable: the write will say so
+        return True
+    return empty or _file_head(out_dir / INDEX_FILE).startswith(PUBLISH_MARK)
+
+
 @leaderboard.command("render")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write markdown here (default: stdout)")
-def leaderboard_render(results_dir: Path, out: Path | None) -> None:
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write markdown here (default: stdout); "
+              "an existing file only when render wrote it")
+@click.option("--force", is_flag=True, help="replace --out even when it is not a file render wrote")
+def leaderboard_render(results_dir: Path, out: Path | None, force: bool) -> None:
     """Markdown tables: one per (protocol version, dataset, norm), mean ± std over seeds."""
     from .fileio import atomic_write_text
     from .leaderboard import render_markdown
     from .validation import check_results
 
+    if out and out.exists() and not force and not _written_by_render(out):
+        _fail(DcrobenchError(f"{out} exists and is not a file `leaderboard render` wrote; refusing to overwrite it "
+                             f"({FORCE_HINT})"))
     if not results_dir.is_dir():
         click.echo(f"warning: results folder {results_dir} does not exist", err=True)
     checked = check_results(results_dir)
@@ -445,10 +551,16 @@ def _checked_results(results_dir: Path, code: int):
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--plots/--no-plots", default=True)
-def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool) -> None:
-    """Paper-style tables (per protocol version, older versions archived), budget curves and PNG plots."""
-    from .leaderboard import publish
+@click.option("--force", is_flag=True, help="write into --out even when it is a non-empty folder publish did not make")
+def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool, force: bool) -> None:
+    """Paper-style tables (per protocol version, older versions archived), budget curves and PNG plots.
 
+    Writes into an empty or new folder, or one it published before; any other folder only with --force."""
+    from .leaderboard import INDEX_FILE, publish
+
+    if not force and not _published_folder(out_dir):
+        _fail(DcrobenchError(f"refusing to publish into {out_dir}: it is not empty and holds no {INDEX_FILE} written "
+                             f"by `leaderboard publish` ({FORCE_HINT})"))
     checked = _checked_results(results_dir, 2)
     for line in checked.duplicate_lines():
         click.echo(f"warning: {line} (counted once)", err=True)

@@ -34,6 +34,10 @@ class TrainingDivergedError(DcrobenchError, RuntimeError):
     pass
 
 
+class Interrupted(DcrobenchError):
+    """The work was stopped from outside (a stop signal): passed through untouched, never reported as a failure."""
+
+
 class MethodError(DcrobenchError, RuntimeError):
     """A compression method raised or returned something that breaks the contract."""
 
@@ -42,10 +46,19 @@ class DataValidationError(DcrobenchError, ValueError):
     """A compressed set (from a method or a file) breaks a property every training set must have."""
 
 
+class AlreadyRunningError(DcrobenchError):
+    """Another process holds the claim on what this one was about to make (see :func:`dcrobench.fileio.claim`)."""
+
+
 def one_line_text(text: str, limit: int = 300) -> str:
     """Any message as one short line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Why some bytes are not text, as a phrase: where the first bad byte is."""
+    return f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})"
 
 
 def one_line(exc: BaseException) -> str:

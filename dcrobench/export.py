@@ -18,21 +18,27 @@ import torch
 from torch import nn
 
 from .errors import DcrobenchError, one_line
-from .fileio import atomic_write_json, atomic_write_bytes
+from .fileio import atomic_write_new_or_same, json_bytes
 
 EXPORT_FORMAT = "dcrobench-model"
 EXPORT_VERSION = 1
 
 
 def save_model(model: nn.Module, path: Path, spec: dict[str, Any]) -> Path:
-    """Write ``path`` (``.safetensors``) and its spec (``.json``); the spec is written last and marks it complete."""
+    """Create ``path`` (``.safetensors``) and its spec (``.json``); the spec is written last and marks it complete.
+
+    A file already there is kept when it holds the very bytes of this export (written before), and refused otherwise:
+    an export never replaces a file it did not write."""
     from safetensors.torch import save
 
     path = Path(path).with_suffix(".safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save(state))
-    atomic_write_json(path.with_suffix(".json"), {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, **spec,
-                                                  "weights": path.name})
+    spec_file = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, **spec, "weights": path.name}
+    for target, data in ((path, save(state)), (path.with_suffix(".json"), json_bytes(spec_file))):
+        try:
+            atomic_write_new_or_same(target, data)
+        except FileExistsError:
+            raise DcrobenchError(f"refusing to overwrite {target}: it holds something other than this export") from None
     return path
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import DcrobenchError, ProtocolError
 from .names import unknown_name_message
+from .protocol import check_seeds
+from .userfiles import read_yaml_file
 
 AXES = ("methods", "datasets", "budgets", "models", "norms", "seeds")
 BLOCK_KEYS = set(AXES) | {"protocol"}
@@ -94,10 +94,7 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise DcrobenchError(f"grid file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"grid {path} is not valid YAML: {exc}") from None
+    raw = read_yaml_file(path, "grid")
     if not isinstance(raw, dict):
         raise ProtocolError(f"grid {path} must be a YAML mapping")
     top = {k: v for k, v in raw.items() if k not in ("name", "grid", "description")}
@@ -111,15 +108,33 @@ def load_grid(path: str | Path) -> Grid:
         bad = set(block) - BLOCK_KEYS
         if bad:
             raise ProtocolError(f"grid {path}, block {i}: " + "; ".join(unknown_name_message("key", k, BLOCK_KEYS) for k in sorted(bad)))
-        merged = {**top, **block}
-        for needed in ("protocol", "methods", "datasets"):
-            if not merged.get(needed):
-                raise ProtocolError(f"grid {path}, block {i}: '{needed}' is required")
+        where = f"grid {path}, block {i}"
+        merged = {k: v for k, v in {**top, **block}.items() if v is not None}  # `models:` alone: the default
         for axis in AXES:
-            if axis in merged and not isinstance(merged[axis], list):
-                merged[axis] = [merged[axis]]
+            if axis in merged:
+                merged[axis] = axis_values(merged[axis], axis, where)
+        for needed in ("protocol", "methods", "datasets"):
+            if needed not in merged:
+                raise ProtocolError(f"{where}: '{needed}' is required")
+        if not isinstance(merged["protocol"], str):
+            raise ProtocolError(f"{where}: protocol: expected a protocol name or YAML file, got {merged['protocol']!r}")
         blocks.append(merged)
     return Grid(str(raw.get("name") or path.stem), blocks, str(path), path.parent)
+
+
+def axis_values(value: Any, axis: str, where: str) -> list[Any]:
+    """A grid axis as a list of its values (one value alone is a list of one), each of the axis's type."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ProtocolError(f"{where}: '{axis}' is empty: give at least one value, or leave the key out")
+    if axis == "seeds":
+        return list(check_seeds(values, f"{where}: seeds"))
+    if axis == "budgets":
+        if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in values):
+            raise ProtocolError(f"{where}: budgets: expected a list of positive integers, got {values!r}")
+    elif not all(isinstance(v, str) and v for v in values):
+        raise ProtocolError(f"{where}: {axis}: expected a list of names, got {values!r}")
+    return values
 
 
 def task_cells(task: Task, results_dir: Path) -> list[tuple[str, Path]]:

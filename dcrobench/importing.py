@@ -20,6 +20,7 @@ and records its provenance: the user's method label, the source format, every fi
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def parse_normalization(text: str | None, channels: int) -> tuple[list[float], l
                                  f"means then stds) or one of {', '.join(NORMALIZATION_PRESETS)}") from None
         if len(values) % 2:
             raise DcrobenchError(f"--normalized {text!r}: give as many stds as means")
+        if not all(math.isfinite(v) for v in values):
+            raise DcrobenchError(f"--normalized {text!r}: means and stds must be finite numbers")
         mean, std = values[:len(values) // 2], values[len(values) // 2:]
     if len(mean) == 1 and channels > 1:
         mean, std = mean * channels, std * channels

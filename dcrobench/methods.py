@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .errors import BudgetError, DataValidationError, MethodError, one_line
+from .errors import BudgetError, DataValidationError, Interrupted, MethodError, one_line
 from .costs import shared_work
 from .imageset import ImageSet
 
@@ -116,8 +116,9 @@ class CompressedSet:
             h.update(t.numpy().tobytes())
         return h.hexdigest()
 
-    def save(self, path: str | Path) -> None:
-        """Tensors plus JSON metadata, readable with ``torch.load(weights_only=True)``."""
+    def save(self, path: str | Path, new: bool = False) -> None:
+        """Tensors plus JSON metadata, readable with ``torch.load(weights_only=True)``; ``new``: create the file,
+        FileExistsError (nothing changed) when ``path`` exists, even one that appeared a moment ago."""
         from .fileio import atomic_torch_save
 
         payload: dict[str, Any] = {
@@ -136,7 +137,7 @@ class CompressedSet:
         if self.extra_radius is not None:
             payload["extra_radius"] = self.extra_radius.detach().cpu().float()
             payload["extra_radius_norm"] = str(self.extra_radius_norm)
-        atomic_torch_save(payload, Path(path))
+        atomic_torch_save(payload, Path(path), new=new)
 
     @classmethod
     def load(cls, path: str | Path) -> CompressedSet:
@@ -240,7 +241,7 @@ class CompressionMethod:
         with shared_work() as shared:
             try:
                 result = self.compress(data, budget, seed, device)
-            except (BudgetError, MethodError):
+            except (BudgetError, MethodError, Interrupted):
                 raise
             except Exception as exc:
                 raise MethodError(f"method '{self.name}' failed: {one_line(exc)}") from exc

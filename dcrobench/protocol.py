@@ -17,13 +17,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .attacks import EVAL_MODES, NORMS, l2_epsilon
 from .errors import ProtocolError, UnknownNameError
 from .names import unknown_name_message
+from .userfiles import load_yaml, read_yaml_file
 
 PROTOCOL_PACKAGE = "dcrobench_protocols"
+#: a protocol's name is a folder name of its records (``<name>-v<version>``): file systems allow 255 bytes
+MAX_NAME_LENGTH = 100
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds up to 32 bits
+MAX_SEED_COUNT = 1000  # `--seeds N` runs seeds 0..N-1: more than this is a typo, not a plan
 
 
 def at_least(low: float, *, default: Any, exclusive: bool = False, below: float | None = None):
@@ -171,6 +174,8 @@ class Protocol:
             return list(self.seeds)
         if n < 1:
             raise ProtocolError(f"--seeds must be at least 1, got {n}")
+        if n > MAX_SEED_COUNT:
+            raise ProtocolError(f"--seeds must be at most {MAX_SEED_COUNT}, got {n}")
         return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
 
 
@@ -194,6 +199,22 @@ def _number(value: Any, where: str) -> float:
     if not math.isfinite(value):
         raise ProtocolError(f"{where}: expected a finite number, got {value!r}")
     return float(value)
+
+
+def check_seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    """Seeds as given in a protocol, a grid or on the command line: at least one, distinct integers (not true/false,
+    not 1.5) in 0..MAX_SEED."""
+    seeds = tuple(seeds) if isinstance(seeds, (list, tuple)) else (seeds,)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ProtocolError(f"{where}: expected a list of integers, got {list(seeds)!r}")
+    if not seeds:
+        raise ProtocolError(f"{where}: give at least one seed")
+    outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise ProtocolError(f"{where}: seeds must lie in 0..{MAX_SEED}, got {outside[0]}")
+    if len(set(seeds)) != len(seeds):
+        raise ProtocolError(f"{where}: seeds repeat: {list(seeds)}")
+    return seeds
 
 
 def _check_ranges(obj: Any, where: str) -> None:
@@ -274,14 +295,15 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
         "evaluation": parse_settings(EvalSettings, data.pop("evaluation", None), "evaluation"),
     }
     proto = parse_settings(Protocol, data, "protocol")
-    if not proto.seeds:
-        raise ProtocolError("protocol.seeds: give at least one seed")
-    if len(set(proto.seeds)) != len(proto.seeds):
-        raise ProtocolError(f"protocol.seeds: seeds repeat: {list(proto.seeds)}")
+    if not 1 <= len(proto.name) <= MAX_NAME_LENGTH:
+        raise ProtocolError(f"protocol.name: must have 1 to {MAX_NAME_LENGTH} characters, got {len(proto.name)}")
+    check_seeds(proto.seeds, "protocol.seeds")
     eps = {str(k): _number(v, f"epsilon_linf.{k}") for k, v in _mapping(proto.epsilon_linf, "epsilon_linf").items()}
     for k, v in eps.items():
         if v <= 0:
             raise ProtocolError(f"epsilon_linf.{k}: must be greater than 0, got {v!r}")
+        if v > 1:
+            raise ProtocolError(f"epsilon_linf.{k}: must be at most 1 (pixels lie in [0, 1]), got {v!r}")
     methods = _mapping(proto.methods, "methods")
     for name, params in methods.items():
         _mapping(params, f"methods.{name}")
@@ -292,6 +314,9 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     if any(m <= 0 for m in sweep) or len(set(sweep)) != len(sweep):
         raise ProtocolError(f"evaluation.eps_sweep: multiples of epsilon must be positive and distinct, got {list(sweep)}")
     nested["evaluation"] = dataclasses.replace(nested["evaluation"], eps_sweep=tuple(sorted(sweep)))
+    attacks = nested["evaluation"].attacks
+    if len(set(attacks)) != len(attacks):
+        raise ProtocolError(f"evaluation.attacks: names repeat: {list(attacks)}")
     extra = nested["evaluation"].extra_attacks
     if isinstance(extra, str) or not all(isinstance(a, str) for a in extra):
         raise ProtocolError(f"evaluation.extra_attacks: a list of attack names, got {extra!r}")
@@ -347,14 +372,8 @@ def load_protocol(name_or_path: str) -> Protocol:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ProtocolError(f"protocol file not found: {path}")
-        text, source = path.read_text(), str(path)
-    else:
-        res = resources.files(PROTOCOL_PACKAGE) / f"{name_or_path}.yaml"
-        if not res.is_file():
-            raise UnknownNameError(unknown_name_message("protocol", name_or_path, builtin_protocols()))
-        text, source = res.read_text(), name_or_path
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"protocol {source} is not valid YAML: {exc}") from None
-    return protocol_from_dict(raw, source)
+        return protocol_from_dict(read_yaml_file(path, "protocol"), str(path))
+    res = resources.files(PROTOCOL_PACKAGE) / f"{name_or_path}.yaml"
+    if not res.is_file():
+        raise UnknownNameError(unknown_name_message("protocol", name_or_path, builtin_protocols()))
+    return protocol_from_dict(load_yaml(res.read_bytes(), name_or_path, "protocol"), name_or_path)

@@ -112,7 +112,8 @@ def reproductions(cells_: list[Cell]) -> list[Reproduction]:
     for n in paper_numbers():
         cell, substitute = _latest(cells_, n.protocol, n), False
         if cell is None and n.substitute:
-            cell, substitute = _latest(cells_, n.substitute, n), True
+            cell = _latest(cells_, n.substitute, n)
+            substitute = cell is not None
         score = "standard" if n.score == "standard" else "robust"
         where = f"{cell.protocol} v{cell.version}" if cell else n.protocol
         rows.append(Reproduction(n, cell.estimate(score) if cell else None, where, substitute))

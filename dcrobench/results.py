@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DcrobenchError
-from .fileio import atomic_write_json
+from .errors import DcrobenchError, not_utf8
+from .fileio import atomic_write_new, json_bytes
 
 SCHEMA_VERSION = 2
 
@@ -220,11 +220,14 @@ def record_path(results_dir: Path, key: CellKey) -> Path:
 
 
 def write_record(results_dir: Path, record: Record) -> Path:
-    """Write a new record under the name of its cell; an existing file is never replaced."""
+    """Create the record under the name of its cell; an existing file is never replaced, even one that another
+    process created a moment ago (the file is published with a hard link, which fails when the name exists)."""
     path = record_path(results_dir, record.key)
-    if path.exists():
-        raise DcrobenchError(f"refusing to overwrite existing record {path}")
-    atomic_write_json(path, record.to_json())
+    data = json_bytes(record.to_json())
+    try:
+        atomic_write_new(path, lambda fh: fh.write(data))
+    except FileExistsError:
+        raise DcrobenchError(f"refusing to overwrite existing record {path}") from None
     return path
 
 
@@ -247,7 +250,7 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
     except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r})"
+        return None, not_utf8(exc)
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
     except (ValueError, RecursionError) as exc:

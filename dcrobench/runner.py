@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import inspect
 import logging
 import platform
 import resource
@@ -19,10 +21,12 @@ from .attacks import ConfiguredAttack, attack_members, configure_attacks, evalua
 from .datasets import DatasetSpec, load_dataset, stratified_subset
 from .cache import cache_root
 from .costs import StageCost
-from .errors import DataValidationError, DcrobenchError, MethodError
-from .fileio import ensure_writable_dir
+from .errors import DataValidationError, DcrobenchError, MethodError, ProtocolError
+from .fileio import claim, ensure_writable_dir
 from .imageset import ImageSet
 from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed
+from .models import ModelSpec
+from .names import unknown_name_message
 from .protocol import Protocol
 from .registry import Registries
 from .results import SCHEMA_VERSION, Budget, CellKey, Evaluation, MethodRef, ProtocolRef, Record, Scores, read_record, \
@@ -77,9 +81,12 @@ class RunSetup:
 def resolve(req: RunRequest, regs: Registries) -> RunSetup:
     if (req.method is None) == (req.compressed_file is None):
         raise DcrobenchError("give exactly one of --method or --compressed")
+    if req.compressed_file is not None and req.budget is not None:
+        raise DcrobenchError("--budget goes with --method only: a saved set keeps the budget it was made for")
     dataset = regs.datasets.get(req.dataset)
     model_name = req.model or req.protocol.model
     model_spec = regs.models.get(model_name)
+    check_model_params(model_spec, req.protocol.model_params)
     ev = req.protocol.evaluation
     configured = configure_attacks(ev.attacks + ev.extra_attacks, req.protocol.attacks, regs.attacks.get)
     headline = set(attack_members(ev.attacks, regs.attacks.get))
@@ -95,6 +102,25 @@ def resolve(req: RunRequest, regs: Registries) -> RunSetup:
     compressed, name, budget = load_compressed_file(Path(req.compressed_file), dataset)
     return RunSetup(dataset, model_name, model_spec.build, attacks, name, None, compressed, budget,
                     source=_file_source(compressed.provenance.source), extra_attacks=extra_attacks)
+
+
+#: what every model builder is called with before the protocol's model_params (see dcrobench.models)
+BUILDER_ARGUMENTS = 5  # channels, size, num_classes, mean, std
+
+
+def check_model_params(spec: ModelSpec, params: dict[str, Any]) -> None:
+    """Refuse a model_params key the model's builder does not take, before any data is loaded (the builder
+    would raise TypeError in the middle of the run)."""
+    try:
+        parameters = list(inspect.signature(spec.build).parameters.values())
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    allowed = [p.name for p in parameters[BUILDER_ARGUMENTS:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in allowed:
+            raise ProtocolError(f"model_params of model '{spec.name}': {unknown_name_message('parameter', key, allowed)}")
 
 
 def _origin(regs: Registries, method: str) -> dict[str, str]:
@@ -214,11 +240,12 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
     Each stage (compress, train standard, train adversarial, attack) comes from ``store`` when it
     was computed before, so an interrupted run resumes where it stopped. ``log`` gets one line per
     stage (default: the ``dcrobench`` logger at INFO). With ``req.save_models`` the trained models of
-    every cell, recorded before or not, are exported there (:mod:`dcrobench.export`).
+    every cell, recorded before or not, are exported there (:mod:`dcrobench.export`). The missing cells
+    are claimed first (:func:`dcrobench.fileio.claim`): a cell that another process is computing is
+    refused at once (AlreadyRunningError), before any work.
     """
     log = log or logger.info
     res = resolve(req, regs)
-    p = req.protocol
     store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME, warn=logger.warning)
     records: list[Record] = []
     todo: list[int] = []
@@ -232,7 +259,24 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
     if not todo:
         return records
     check_writable(req)
+    with contextlib.ExitStack() as claims:
+        for path in missing_records(req, res, todo):
+            claims.enter_context(claim(path))
+        return records + compute_cells(req, regs, res, store, todo, log)
 
+
+def missing_records(req: RunRequest, res: RunSetup, seeds: list[int]) -> list[Path]:
+    """The record paths of the cells of ``seeds`` that have no record yet."""
+    paths = [record_path(req.results_dir, cell_key(req, res, norm, seed)) for seed in seeds for norm in req.norms]
+    return [path for path in paths if not path.exists()]
+
+
+def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: StageStore, todo: list[int],
+                  log: Callable[[str], None]) -> list[Record]:
+    """The records of every (norm, seed) cell of the seeds ``todo``: read back when they exist, else computed
+    (each stage from ``store`` when it was computed before) and written."""
+    p = req.protocol
+    records: list[Record] = []
     train_set, test_set = load_dataset(res.dataset, req.data_root, req.download)
     test_eval = stratified_subset(test_set, p.evaluation.test_subset)
     settings = p.train_for(res.method_name)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .errors import DcrobenchError
+from .errors import Interrupted
 
 #: signals that stop a sweep cleanly (workers stopped first); SIGINT raises KeyboardInterrupt as usual
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
@@ -22,7 +22,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WATCHDOG_INTERVAL_S = 0.2
 
 
-class SweepInterrupted(DcrobenchError):
+class SweepInterrupted(Interrupted):
     """The sweep got a stop signal; its workers were stopped. A re-run resumes."""
 
     def __init__(self, signum: int, message: str = "") -> None:

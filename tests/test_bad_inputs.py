@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ import dcrobench.registry
 from dcrobench.cli import main
 from dcrobench.hookspecs import hookimpl
 from dcrobench.methods import CompressedSet, CompressionMethod
+from dcrobench.protocol import load_protocol
 from dcrobench.registry import build_registries
 from dcrobench.results import record_paths
 from tests.helpers import TINY_PROTOCOL
@@ -75,10 +78,28 @@ def protocol_with(**changes) -> Callable[[Path], list[str]]:
 DELETE = object()
 
 
-def protocol_text(text: str) -> Callable[[Path], list[str]]:
+def protocol_text(text: str | bytes) -> Callable[[Path], list[str]]:
     def build(tmp: Path) -> list[str]:
-        (tmp / "protocol.yaml").write_text(text)
+        (tmp / "protocol.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
         return [*RUN, "-m", "random", "-p", str(tmp / "protocol.yaml")]
+
+    return build
+
+
+TINY_TEXT = Path(TINY_PROTOCOL).read_text()
+#: 1.4 KB that safe_load expands to 10**9 values under methods.random (minutes, then MemoryError)
+BILLION_LAUGHS = TINY_TEXT.replace("methods: {}\n", "methods:\n  random:\n    l0: &l0 [" + ", ".join(["lol"] * 10) + "]\n"
+                                   + "".join(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n"
+                                             for i in range(1, 9)))
+
+
+def grid_text(text: str | bytes) -> Callable[[Path], list[str]]:
+    """``dcrobench status`` of a grid file (the tiny protocol, digits) with ``text`` after its first lines."""
+
+    def build(tmp: Path) -> list[str]:
+        head = f"name: bad\nprotocol: {TINY_PROTOCOL}\ndatasets: [digits]\n".encode()
+        (tmp / "grid.yaml").write_bytes(head + (text if isinstance(text, bytes) else text.encode()))
+        return ["status", str(tmp / "grid.yaml"), "--results", str(tmp.parent / "results")]
 
     return build
 
@@ -164,6 +185,33 @@ def compress_out_exists(tmp: Path) -> list[str]:
     return ["compress", "-m", "random", "-d", "digits", "-b", "3", "-p", TINY_PROTOCOL, "-o", str(tmp / "set.pt")]
 
 
+def import_set_args(tmp: Path, *extra: str) -> list[str]:
+    return ["import-set", str(tmp / "images.pt"), "--from", "tensors", "-d", "digits", "--name", "imported", *extra]
+
+
+def import_out_exists(tmp: Path) -> list[str]:
+    (tmp / "set.pt").write_bytes(b"precious")
+    return import_set_args(tmp, "--out", str(tmp / "set.pt"))
+
+
+def render_over_a_record(tmp: Path) -> list[str]:
+    results = tmp.parent / "results"
+    return ["leaderboard", "render", "--results", str(results), "--out", str(record_paths(results)[0])]
+
+
+def publish_into_the_results(tmp: Path) -> list[str]:
+    results = tmp.parent / "results"
+    return ["leaderboard", "publish", "--results", str(results), "--out", str(results)]
+
+
+def save_models_over_a_file(tmp: Path) -> list[str]:
+    """A file of the user's where the standard model of the base run's cell would be exported."""
+    name = f"random_digits_b10_mlp_s0_{load_protocol(TINY_PROTOCOL).hash_for('random')}_standard.safetensors"
+    (tmp / "models").mkdir()
+    (tmp / "models" / name).write_bytes(b"precious")
+    return run_args("-m", "random", "--save-models", str(tmp / "models"))(tmp)
+
+
 # --- plugins that break the method contract ---------------------------------------------------
 class _Bad(CompressionMethod):
     kind = "selection"
@@ -182,6 +230,7 @@ BAD_METHODS = [
     _method("raises", lambda d, b: 1 / 0),
     _method("not-a-set", lambda d, b: (d.images, d.labels)),
     _method("empty", lambda d, b: CompressedSet(d.images[:0], d.labels[:0])),
+    _method("sigterm", lambda d, b: os.kill(os.getpid(), signal.SIGTERM)),
 ]
 
 
@@ -281,6 +330,52 @@ CASES = [
          "cache folder (DCROBENCH_CACHE)", env=(("DCROBENCH_CACHE", "{tmp}/f/cache"),)),
     Case("compress-out-under-a-file", compress_out_under_a_file, "output folder"),
     Case("compress-out-exists", compress_out_exists, "refusing to overwrite"),
+    # no command overwrites a file it did not create
+    Case("import-set-out-exists", import_out_exists, "refusing to overwrite"),
+    Case("render-over-a-record", render_over_a_record, "refusing to overwrite"),
+    Case("publish-into-the-results", publish_into_the_results, "refusing to publish into"),
+    Case("save-models-over-a-file", save_models_over_a_file, "refusing to overwrite"),
+    # hostile or malformed YAML: refused while reading, naming the file
+    Case("protocol-billion-laughs", protocol_text(BILLION_LAUGHS), "aliases expand it to more than"),
+    Case("protocol-recursive-alias", protocol_text("name: x\nversion: 1\nmethods: &m {random: *m}\n"),
+         "the alias *m is inside the value it names"),
+    Case("protocol-duplicate-key", protocol_text(TINY_TEXT + "budget: 3\n"), "key 'budget' appears twice"),
+    Case("protocol-not-utf8", protocol_text(TINY_TEXT.replace("test-suite", "caf\xe9").encode("latin-1")),
+         "is not UTF-8 text (byte"),
+    Case("grid-not-utf8", grid_text(b"methods: [caf\xe9]\n"), "is not UTF-8 text (byte"),
+    Case("grid-duplicate-key", grid_text("methods: [random]\nmethods: [herding]\n"), "key 'methods' appears twice"),
+    # grid axes of the wrong type, or empty
+    Case("grid-budgets-not-integers", grid_text("methods: [random]\nbudgets: fifty\n"),
+         "budgets: expected a list of positive integers, got ['fifty']"),
+    Case("grid-seeds-not-integers", grid_text("methods: [random]\nseeds: [a]\n"), "seeds: expected a list of integers"),
+    Case("grid-seeds-float", grid_text("methods: [random]\nseeds: [1.5]\n"), "seeds: expected a list of integers"),
+    Case("grid-models-not-names", grid_text("methods: [random]\nmodels: {mlp: 1}\n"), "models: expected a list of names"),
+    Case("grid-methods-empty", grid_text("methods: []\n"), "'methods' is empty"),
+    Case("grid-norms-empty", grid_text("methods: [random]\nnorms: []\n"), "'norms' is empty"),
+    # values that used to end in a traceback
+    Case("protocol-name-too-long", protocol_with(name="x" * 300), "protocol.name: must have 1 to 100 characters, got 300"),
+    Case("model-params-unknown", protocol_with(model_params={"hiden": 64}),
+         "model_params of model 'mlp': unknown parameter 'hiden'. Did you mean: hidden?"),
+    Case("seed-too-large", protocol_with(seeds=[2**64]), "protocol.seeds: seeds must lie in 0..4294967295"),
+    Case("seed-negative", protocol_with(seeds=[-1]), "protocol.seeds: seeds must lie in 0..4294967295"),
+    Case("seed-float", protocol_with(seeds=[0.5]), "protocol.seeds: expected a list of integers"),
+    Case("seed-bool", protocol_with(seeds=[True]), "protocol.seeds: expected a list of integers"),
+    Case("seeds-count-huge", lambda t: ["run", "-d", "digits", "-m", "random", "-p", TINY_PROTOCOL, "--seeds", str(10**12)],
+         "--seeds must be at most 1000"),
+    Case("compress-seed-too-large", lambda t: ["compress", "-m", "random", "-d", "digits", "-p", TINY_PROTOCOL,
+                                               "--seed", str(2**64), "-o", str(t / "set.pt")],
+         "--seed: seeds must lie in 0..4294967295"),
+    Case("attack-repeated", protocol_with(**{"evaluation.attacks": ["paper", "pgd", "pgd"]}),
+         "evaluation.attacks: names repeat: ['paper', 'pgd', 'pgd']"),
+    Case("eps-above-one", protocol_with(**{"epsilon_linf.default": 2}), "epsilon_linf.default: must be at most 1"),
+    Case("budget-with-compressed", lambda t: [*RUN, "-p", TINY_PROTOCOL, "--compressed", str(t.parent / "base_set.pt"),
+                                              "--budget", "3"], "--budget goes with --method only"),
+    Case("normalized-infinite", lambda t: import_set_args(t, "--normalized", "0,inf", "--out", str(t / "set.pt")),
+         "--normalized '0,inf': means and stds must be finite"),
+    # Click's own usage errors: one `error:` line too
+    Case("usage-unknown-option", lambda t: ["run", "--bogus"], "No such option '--bogus'"),
+    Case("usage-not-an-integer", lambda t: ["run", "-d", "digits", "--seeds", "many"], "'many' is not a valid integer"),
+    Case("usage-missing-option", lambda t: ["run", "-m", "random"], "Missing option '--dataset'"),
 ]
 
 
@@ -313,6 +408,30 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changes(case, case_dir, 
     assert len(errors) == 1, res.output
     assert case.message in errors[0], res.output
     assert {**checksums(results), **checksums(work)} == before  # nothing recorded, nothing lost
+
+
+def test_usage_errors_keep_click_exit_code_2(case_dir):
+    res = CliRunner().invoke(main, ["run", "--bogus"])
+    assert res.exit_code == 2 and "Usage:" not in res.output and "Error:" not in res.output, res.output
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_says_what_is_kept(case_dir):
+    """Before: SIGTERM ended a run without a word (a guard handler stands in for the default, which kills pytest)."""
+    def no_handler(signum, frame):
+        raise RuntimeError("dcrobench installed no SIGTERM handler")
+
+    previous = signal.signal(signal.SIGTERM, no_handler)
+    try:
+        results = case_dir / "results"
+        before = checksums(results)
+        res = CliRunner().invoke(main, [*RUN, "-m", "sigterm", "-p", TINY_PROTOCOL, "--results", str(results)])
+        assert signal.getsignal(signal.SIGTERM) is no_handler  # the command's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert res.exit_code == 128 + signal.SIGTERM, res.output
+    assert "Traceback" not in res.output and "error:" not in res.output
+    assert "interrupted (SIGTERM): finished records and stages are kept" in res.output
+    assert checksums(results) == before
 
 
 def test_the_catalogue_is_big_enough():

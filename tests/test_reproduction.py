@@ -40,6 +40,8 @@ def test_verdicts_say_whether_the_paper_lies_inside_our_interval():
 
 
 def test_a_substitute_protocol_fills_a_row_and_is_marked_as_not_the_papers_setting():
+    dm = next(r for r in reproductions([]) if r.paper.method == "dm" and r.paper.protocol == "appendix-c-mnist")
+    assert not dm.substitute and dm.verdict == "not run"
     cells_ = [_cell("appendix-c-mnist-dm-cpu", "dm", "linf", [0.70], version=1)]
     dm = next(r for r in reproductions(cells_) if r.paper.method == "dm" and r.paper.score == "linf"
               and r.paper.protocol == "appendix-c-mnist")

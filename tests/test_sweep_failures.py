@@ -255,3 +255,18 @@ def test_workers_do_not_outlive_a_killed_parent(tmp_path, sig):
         for w in workers:  # never leave orphans behind, even when the test fails
             if _alive(w) and _is_worker(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_sigterm_inside_a_methods_compress_stops_the_sweep_and_is_not_a_method_failure(tmp_path, monkeypatch):
+    """CompressionMethod.run wraps a method's exceptions into MethodError; the sweep's stop must pass through."""
+    grid = load_grid(write_grid(tmp_path, [{**OK_CELL, "seeds": [0, 1]}]))
+    method_cls = registries().methods.get("random")
+
+    def compress(self, data, budget, seed, device):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this, inside run()'s try
+
+    monkeypatch.setattr(method_cls, "compress", compress)
+    with pytest.raises(SweepInterrupted, match="SIGTERM"):
+        run_sweep(grid, tmp_path / "r", progress=False, log=lambda m: None)
+    assert not record_paths(tmp_path / "r")

@@ -7,7 +7,9 @@ time to what the authors' code does (``saintslab/pytoch``, ``src.py``), ending a
 2. + [0, 1] inputs (``model_params.normalize: false``);
 3. + the authors' training attack (l_inf: PGD-20, step eps, zero start, no clip; l_2: PGD-40, step 0.1,
    zero start, clipped) = v3;
-4. v3 with the authors' default of 100 epochs instead of the paper's 20 (not adopted).
+4. v3 with the authors' default of 100 epochs instead of the paper's 20 (not adopted);
+5.-6. v3 with the l_inf training attack clipped to [0, 1], or started at a random point: which part of
+   the authors' training PGD moves the l_inf score.
 
 Each adversarially trained model is attacked by the protocol's evaluation (AutoAttack APGD-CE +
 APGD-DLR, then PGD: the robust score) and by the authors' own PGD as ``src.py`` writes it (l_inf:
@@ -47,6 +49,10 @@ def variants(base):
         ("+ authors' training PGD = v3", {"normalize": False}, base.train, base.adversarial),
         ("v3 + 100 epochs (authors' default, not adopted)", {"normalize": False},
          dataclasses.replace(base.train, epochs=100), base.adversarial),
+        ("v3 with the ℓ∞ training PGD clipped to [0, 1]", {"normalize": False}, base.train,
+         dataclasses.replace(base.adversarial, clip=True)),
+        ("v3 with the ℓ∞ training PGD from a random start", {"normalize": False}, base.train,
+         dataclasses.replace(base.adversarial, random_start=True)),
     ]
     for i, (label, model_params, train, adversarial) in enumerate(steps):
         yield label, dataclasses.replace(base, name=f"fidelity-factor-{i}", model_params=model_params, train=train,
