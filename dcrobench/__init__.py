@@ -10,17 +10,18 @@ The Python API (the CLI's commands, same names, defaults and errors)::
     dcrobench.sweep("benchmarks/grids/quick.yaml", results="results", workers=2)
     df = dcrobench.load_results("results")                                    # pandas, one row per record
     model = dcrobench.load_model("models/random_mnist5k_b50_mlp_linf_s0_<hash>_adversarial.safetensors")
+    images, labels = dcrobench.load_dataset("mnist5k", protocol="quick")     # the test points a run attacks
 
 Importing the package loads nothing heavy: each function imports torch and the plugins when called.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "compress", "import_set", "sweep", "load_results", "load_model", "__version__"]
+__all__ = ["run", "compress", "import_set", "sweep", "load_results", "load_model", "load_dataset", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "compress", "import_set", "sweep", "load_results", "load_model"):
+    if name in ("run", "compress", "import_set", "sweep", "load_results", "load_model", "load_dataset"):
         from . import api
 
         return getattr(api, name)

@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +58,36 @@ def _save_new(comp: CompressedSet, out: Path | None) -> None:
         raise _refusing_to_overwrite(out) from None
 
 
+class _LineFormatter(logging.Formatter):
+    """As the CLI prints them: stage lines bare, warnings and errors as ``warning: ...`` / ``error: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+@contextlib.contextmanager
+def _stage_lines(progress: bool | None) -> Iterator[None]:
+    """Print the ``dcrobench`` logger's stage lines (INFO) on stderr during the call, as the CLI does, unless
+    ``progress`` is False or logging is configured already (a handler on the ``dcrobench`` logger or the root
+    logger: then that configuration decides, e.g. ``logging.basicConfig(level=logging.INFO)``)."""
+    logger = logging.getLogger("dcrobench")
+    if progress is False or logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _norms(norms: str | Sequence[str]) -> tuple[str, ...]:
     return (norms,) if isinstance(norms, str) else tuple(norms) or ("linf",)
 
@@ -71,6 +104,9 @@ def run(method: str | None = None, dataset: str = "mnist5k", *, budget: int | No
     ``seeds`` is how many of the protocol's seeds to run (default: all). Cells already recorded under
     ``results`` are read back, not recomputed. ``save_models`` exports every trained model there
     (see :func:`load_model`). ``threads``: ``"auto"`` (the measured default), a number, or None (torch's).
+    ``progress``: None (the default) prints the CLI's stage lines on stderr and draws bars on a terminal,
+    True always draws the bars, False is silent; once ``logging`` is configured (a handler on the root or
+    ``dcrobench`` logger), the stage lines go there instead (INFO on the ``dcrobench`` logger).
 
     Returns the :class:`~dcrobench.results.Record` of every requested (norm, seed) cell: ``r.scores.robust``,
     ``r.adversarial.attacks``, ``r.to_json()``. Errors are :class:`~dcrobench.errors.DcrobenchError` with the
@@ -89,7 +125,8 @@ def run(method: str | None = None, dataset: str = "mnist5k", *, budget: int | No
                      data_root=Path(data_root) if data_root is not None else None, download=download,
                      results_dir=Path(results), device=dev, progress=progress,
                      save_models=Path(save_models) if save_models is not None else None)
-    return run_cells(req, registries())
+    with _stage_lines(progress):
+        return run_cells(req, registries())
 
 
 def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None, seed: int = 0,
@@ -114,7 +151,8 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
     setup = resolve(RunRequest(dataset=dataset, protocol=_protocol(protocol), method=method, budget=budget, device=dev),
                     registries())
     train_set, _ = load_dataset(setup.dataset, Path(data_root) if data_root is not None else None, download)
-    comp = compress_set(setup, train_set, seed, dev, progress)
+    with _stage_lines(progress):
+        comp = compress_set(setup, train_set, seed, dev, progress)
     _save_new(comp, out)
     return comp
 
@@ -155,11 +193,10 @@ def sweep(grid: str | Path, *, results: str | Path = "results", workers: int = 1
     from .device import resolve_threads
     from .scheduler import load_grid, run_sweep
 
-    import logging
-
-    return run_sweep(load_grid(grid), Path(results), executor=executor, workers=workers, device=device,
-                     threads=resolve_threads(threads, device), progress=progress,
-                     log=logging.getLogger("dcrobench").info, ray_address=ray_address)
+    with _stage_lines(progress):
+        return run_sweep(load_grid(grid), Path(results), executor=executor, workers=workers, device=device,
+                         threads=resolve_threads(threads, device), progress=progress,
+                         log=logging.getLogger("dcrobench").info, ray_address=ray_address)
 
 
 def load_results(folder: str | Path = "results") -> pandas.DataFrame:
@@ -172,8 +209,6 @@ def load_results(folder: str | Path = "results") -> pandas.DataFrame:
     created_at and path. Invalid or duplicate records are left out with a warning on the ``dcrobench`` logger, as
     ``dcrobench leaderboard render`` leaves them out.
     """
-    import logging
-
     import pandas as pd
 
     from .errors import DcrobenchError
@@ -216,3 +251,27 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     from .export import load_model as load
 
     return load(path, device)
+
+
+SPLITS = ("train", "test")
+
+
+def load_dataset(name: str, *, protocol: str | Path | Protocol = "quick", split: str = "test",
+                 data_root: str | Path | None = None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of a dataset's ``split`` exactly as ``protocol`` uses it: images float NCHW with
+    pixels in [0, 1] (unnormalised; models normalise inside), labels int64. ``"test"`` is the protocol's fixed
+    class-stratified ``evaluation.test_subset``, the very points a run attacks (the records'
+    ``test_fingerprint``); ``"train"`` is the whole training split, what methods compress. With
+    :func:`load_model`, enough to attack an exported model with any tool (README: From Python)."""
+    from .errors import DcrobenchError
+    from .names import unknown_name_message
+    from .registry import registries
+    from .runner import protocol_data
+
+    if split not in SPLITS:
+        raise DcrobenchError(unknown_name_message("split", split, SPLITS))
+    spec = registries().datasets.get(name)
+    train_set, test_set = protocol_data(spec, _protocol(protocol), Path(data_root) if data_root is not None else None,
+                                        download)
+    data = train_set if split == "train" else test_set
+    return data.images, data.labels

@@ -246,7 +246,7 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
              f"{100 * r.adversarial.clean_acc:.2f}", f"{100 * r.adversarial.robust_acc:.2f}",
              f"{r.cost['compress_s']:.1f}", f"{r.cost['train_s']:.1f}", f"{r.cost['eval_s']:.1f}"]
             for r in sorted(records, key=lambda r: (r.norm, r.seed))]
-    click.echo(tabulate(rows, headers=["method", "dataset", "ipc", "model", "norm", "seed", "std clean %",
+    click.echo(tabulate(rows, headers=["method", "dataset", "budget/class", "model", "norm", "seed", "std clean %",
                                        "std robust %", "adv clean %", "ROBUST SCORE %", "compress s", "train s", "eval s"],
                         tablefmt="github"))
 
@@ -359,20 +359,28 @@ def sweep(grid_file, results_dir, executor, workers, ray_address, device, thread
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--missing", is_flag=True, help="list only the cells still missing")
 def status(grid_file, results_dir, missing) -> None:
-    """What a grid has done and what is missing."""
+    """What a grid has done and what is missing, and how long the missing cells should take at the costs the
+    finished ones recorded."""
     from tabulate import tabulate
 
-    from .grid import grid_status, load_grid
+    from .grid import CostEstimate, grid_cells, load_grid
 
     try:
-        rows = grid_status(load_grid(grid_file), results_dir)
+        cells = grid_cells(load_grid(grid_file), results_dir)
     except DcrobenchError as exc:
         _fail(exc)
-    done = sum(r["done"] for r in rows)
-    shown = [r for r in rows if not (missing and r["done"])]
-    click.echo(tabulate([[*list(r.values())[:-1], "done" if r["done"] else "missing"] for r in shown],
-                        headers=["protocol", "method", "dataset", "budget", "model", "norm", "seed", "state"], tablefmt="simple"))
-    click.echo(f"\n{done} of {len(rows)} cells done, {len(rows) - done} missing")
+    done = sum(c.done for c in cells)
+    shown = [c for c in cells if not (missing and c.done)]
+    click.echo(tabulate([[Path(c.task.protocol).stem, c.task.method, c.task.dataset,
+                          "full" if c.task.budget is None else c.task.budget, c.model, c.norm, c.task.seed,
+                          "done" if c.done else "missing"] for c in shown],
+                        headers=["protocol", "method", "dataset", "budget/class", "model", "norm", "seed", "state"],
+                        tablefmt="simple"))
+    estimate = CostEstimate.of(cells)
+    click.echo(f"\n{done} of {len(cells)} cells done, {len(cells) - done} missing"
+               + (f", {estimate.phrase()}" if estimate.phrase() else ""))
+    if estimate.without_basis_line():
+        click.echo(estimate.without_basis_line())
 
 
 @main.group()

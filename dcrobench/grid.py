@@ -17,6 +17,8 @@ compressed set it shares is made once inside the task (see :mod:`dcrobench.tasks
 from __future__ import annotations
 
 import itertools
+import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,8 @@ class Task:
 
     @property
     def label(self) -> str:
-        return f"{self.method}/{self.dataset}/b{self.budget}/s{self.seed}"
+        budget = "full" if self.budget is None else f"b{self.budget}"  # as record names and stage lines say it
+        return f"{self.method}/{self.dataset}/{budget}/s{self.seed}"
 
     @property
     def cell(self) -> str:
@@ -137,14 +140,18 @@ def axis_values(value: Any, axis: str, where: str) -> list[Any]:
     return values
 
 
-def task_cells(task: Task, results_dir: Path) -> list[tuple[str, Path]]:
-    """(model/norm label, record path) of every cell the task owns."""
+def task_cells(task: Task, results_dir: Path, protocols: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
+    """(model/norm label, record path) of every cell the task owns. ``protocols``: the protocols parsed so far, by
+    reference, shared between calls so that each is parsed once per grid."""
     from .protocol import load_protocol
     from .registry import registries
     from .results import record_path
     from .runner import RunRequest, cell_key, resolve
 
-    proto = load_protocol(task.protocol)
+    protocols = {} if protocols is None else protocols
+    if task.protocol not in protocols:
+        protocols[task.protocol] = load_protocol(task.protocol)
+    proto = protocols[task.protocol]
     out = []
     for model in task.models:
         req = RunRequest(dataset=task.dataset, protocol=proto, method=task.method, budget=task.budget, model=model,
@@ -155,11 +162,119 @@ def task_cells(task: Task, results_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One record a grid asks for: its task, model, norm, record path and whether the record exists."""
+
+    task: Task
+    model: str
+    norm: str
+    path: Path
+    done: bool
+
+    @classmethod
+    def of_task(cls, task: Task, cells: list[tuple[str, Path]]) -> list[Cell]:
+        """The cells of ``task`` from :func:`task_cells`' answer."""
+        return [cls(task, *label.split("/"), path, path.exists()) for label, path in cells]
+
+    @property
+    def config(self) -> str:
+        """What the cell computes, seed aside: ``method/dataset/b10/model/norm``."""
+        budget = "full" if self.task.budget is None else f"b{self.task.budget}"
+        return f"{self.task.method}/{self.task.dataset}/{budget}/{self.model}/{self.norm}"
+
+
+def grid_cells(grid: Grid, results_dir: Path) -> list[Cell]:
+    """Every cell of the grid, each protocol parsed once."""
+    protocols: dict[str, Any] = {}
+    return [cell for task in grid.tasks() for cell in Cell.of_task(task, task_cells(task, results_dir, protocols))]
+
+
 def grid_status(grid: Grid, results_dir: Path) -> list[dict[str, Any]]:
-    rows = []
-    for task in grid.tasks():
-        for label, path in task_cells(task, results_dir):
-            model, norm = label.split("/")
-            rows.append({"protocol": Path(task.protocol).stem, "method": task.method, "dataset": task.dataset,
-                         "budget": task.budget, "model": model, "norm": norm, "seed": task.seed, "done": path.exists()})
-    return rows
+    return [{"protocol": Path(c.task.protocol).stem, "method": c.task.method, "dataset": c.task.dataset,
+             "budget": c.task.budget, "model": c.model, "norm": c.norm, "seed": c.task.seed, "done": c.done}
+            for c in grid_cells(grid, results_dir)]
+
+
+COST_PARTS = ("compress_s", "train_s", "eval_s")
+
+
+def recorded_cost(path: Path) -> float | None:
+    """A record's seconds (``cost.compress_s + train_s + eval_s``), None when the record does not say."""
+    from .results import read_record
+
+    rec, _ = read_record(path)
+    cost = rec.get("cost") if isinstance(rec, dict) else None
+    if not isinstance(cost, dict):
+        return None
+    parts = [cost.get(k) for k in COST_PARTS]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in parts):
+        return None
+    return float(sum(parts))
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The time the missing cells of a grid should take, from the costs the finished ones recorded: each missing
+    cell costs the mean of the finished cells of the same method, dataset, budget, model and norm (other seeds),
+    failing that of the same protocol, dataset, model and norm (any method and budget), failing that nothing."""
+
+    seconds: float
+    missing: int
+    from_other_methods: int  # estimated from the cells of other methods
+    without_basis: dict[str, int]  # config -> how many missing cells of it have no recorded cost to go by
+
+    @classmethod
+    def of(cls, cells: list[Cell]) -> CostEstimate:
+        same: dict[tuple, list[float]] = defaultdict(list)
+        near: dict[tuple, list[float]] = defaultdict(list)
+        for c in cells:
+            cost = recorded_cost(c.path) if c.done else None
+            if cost is not None:
+                same[(c.task.protocol, c.config)].append(cost)
+                near[(c.task.protocol, c.task.dataset, c.model, c.norm)].append(cost)
+        seconds, other, without = 0.0, 0, defaultdict(int)
+        missing = [c for c in cells if not c.done]
+        for c in missing:
+            basis = same.get((c.task.protocol, c.config))
+            if not basis:
+                basis = near.get((c.task.protocol, c.task.dataset, c.model, c.norm))
+                other += bool(basis)
+            if basis:
+                seconds += sum(basis) / len(basis)
+            else:
+                without[c.config] += 1
+        return cls(seconds, len(missing), other, dict(without))
+
+    def phrase(self) -> str:
+        """``about 9.5 h at the recorded costs (3 cells from other methods' costs, 31 cells without a recorded
+        cost)``; '' when nothing is missing."""
+        if not self.missing:
+            return ""
+        unknown = sum(self.without_basis.values())
+        if unknown == self.missing:
+            return f"no recorded cost to estimate {'it' if self.missing == 1 else 'them'} from"
+        notes = [f"{cells(self.from_other_methods)} from other methods' costs"] if self.from_other_methods else []
+        notes += [f"{cells(unknown)} without a recorded cost"] if unknown else []
+        return f"about {duration(self.seconds)} at the recorded costs" + (f" ({', '.join(notes)})" if notes else "")
+
+    def without_basis_line(self, most: int = 6) -> str:
+        """``without a recorded cost: mcs/digits/b10/mlp/linf (2 cells), ...``; '' when every cell has one."""
+        if not self.without_basis:
+            return ""
+        items = [f"{config} ({cells(n)})" for config, n in self.without_basis.items()]
+        more = f", and {len(items) - most} more" if len(items) > most else ""
+        return "without a recorded cost: " + ", ".join(items[:most]) + more
+
+
+def cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def duration(seconds: float) -> str:
+    """``40 s``, ``12 min``, ``9.5 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

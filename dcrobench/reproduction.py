@@ -152,9 +152,9 @@ class TableSummary:
     run: int  # published numbers with a cell of ours
     inside: int  # ... whose paper mean lies inside our interval
 
-    @property
-    def summary(self) -> str:
-        return (f"Protocol `{self.protocol}`: {self.run} of {len(self.rows)} published numbers run, "
+    def summary(self, code: str = "`") -> str:
+        """One line on how much of the table has run (``code``: the quote around the protocol name)."""
+        return (f"Protocol {code}{self.protocol}{code}: {self.run} of {len(self.rows)} published numbers run, "
                 f"{self.inside} inside our 95% interval.")
 
 
@@ -177,7 +177,7 @@ def tables(cells_: list[Cell]) -> list[TableSummary]:
 INTRO = ("The paper's published mean ± std beside ours (mean ± sample std [95% CI] n=seeds, as in the tables "
          "below); Δ = ours − paper in points of %; the verdict says whether the paper's mean lies inside our "
          "interval. Our robust score is AutoAttack's (APGD-CE + APGD-DLR, then PGD). A table none of whose cells "
-         "has run yet is summarised in one line; a verdict marked *not the paper's setting* comes from a protocol "
+         "has run yet is summarised in one line; a verdict ending (not the paper's setting) comes from a protocol "
          "a CPU can run instead.")
 
 
@@ -187,7 +187,7 @@ def markdown_lines(cells_: list[Cell], level: str = "##") -> list[str]:
 
     out = [f"{level} Reproducing the paper", "", INTRO, ""]
     for t in tables(cells_):
-        out += [f"{level}# {t.title}", "", t.summary, ""]
+        out += [f"{level}# {t.title}", "", t.summary(), ""]
         if t.run:
             out += [tabulate(t.rows, headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
     return out

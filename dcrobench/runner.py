@@ -169,6 +169,15 @@ def build_model(res: RunSetup, protocol: Protocol, seed: int) -> torch.nn.Module
     return res.build_model(ds.channels, ds.size, ds.num_classes, ds.mean, ds.std, **protocol.model_params)
 
 
+def protocol_data(dataset: DatasetSpec, protocol: Protocol, root: Path | None,
+                  download: bool) -> tuple[ImageSet, ImageSet]:
+    """(training set, test points) exactly as a run of ``protocol`` uses them: the whole training split (what
+    methods compress) and the protocol's fixed class-stratified ``evaluation.test_subset`` of the test split
+    (what every attack is evaluated on; a record's ``test_fingerprint`` is its fingerprint)."""
+    train_set, test_set = load_dataset(dataset, root, download)
+    return train_set, stratified_subset(test_set, protocol.evaluation.test_subset)
+
+
 def compress(res: RunSetup, train_set: ImageSet, seed: int, device: torch.device,
              progress: bool | None = None) -> CompressedSet:
     if res.compressed is not None:
@@ -277,8 +286,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
     (each stage from ``store`` when it was computed before) and written."""
     p = req.protocol
     records: list[Record] = []
-    train_set, test_set = load_dataset(res.dataset, req.data_root, req.download)
-    test_eval = stratified_subset(test_set, p.evaluation.test_subset)
+    train_set, test_eval = protocol_data(res.dataset, p, req.data_root, req.download)
     settings = p.train_for(res.method_name)
     model_id = (res.model_name, json_safe(p.model_params))
     ev = p.evaluation
@@ -311,9 +319,12 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
             surrogate=sur.model() if sur is not None else None))
         return result, cost
 
-    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int) -> tuple[Evaluation, StageCost]:
+    def evaluate(stage: ModelStage, norm: str, eps: float, seed: int,
+                 multiple: float | None = None) -> tuple[Evaluation, StageCost]:
         result, cost = attack_stage(stage, norm, eps, seed, res.attacks, ev.mode)
-        stage_line(seed, f"attack {stage.kind} model {norm} ({test_eval.images.shape[0]} test points)", cost)
+        # an eps_sweep radius names itself: "attack adversarial model linf ×0.5 (ε 0.05, 100 test points)"
+        where = f"{norm} (" if multiple is None else f"{norm} ×{multiple:g} (ε {eps:.4g}, "
+        stage_line(seed, f"attack {stage.kind} model {where}{test_eval.images.shape[0]} test points)", cost)
         # test_fingerprint: the points the flags refer to
         return Evaluation.from_json({**result, "test_fingerprint": test_eval.fingerprint()}), cost
 
@@ -333,7 +344,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
             if m == 1.0:
                 acc = at_eps.robust_acc
             else:
-                other, other_cost = evaluate(stage, norm, m * eps, seed)
+                other, other_cost = evaluate(stage, norm, m * eps, seed, m)
                 acc, seconds, cached = other.robust_acc, seconds + other_cost.seconds, cached and other_cost.cached
             curve.append({"multiple": m, "eps": m * eps, "robust_acc": acc})
         return replace(at_eps, eps_curve=curve), StageCost(seconds, cached=cached)

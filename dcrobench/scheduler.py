@@ -25,14 +25,14 @@ from typing import Any
 
 from .device import check_threads
 from .errors import DcrobenchError
-from .grid import Grid, Task, grid_status, load_grid, task_cells
+from .grid import Cell, CostEstimate, Grid, Task, grid_status, load_grid, task_cells
 from .names import unknown_name_message
 from .tasks import describe_error, run_task_reported, task_failure
 from .workers import SweepInterrupted, stop_on_signals, stop_workers, worker_init
 
 # what callers of a sweep use, beside run_sweep: the grid, its status and the stop signal's error
-__all__ = ["EXECUTORS", "Grid", "SweepInterrupted", "Task", "grid_status", "load_grid", "pending_tasks", "run_local",
-           "run_ray", "run_sweep"]
+__all__ = ["EXECUTORS", "Grid", "SweepInterrupted", "Task", "grid_progress", "grid_status", "load_grid", "pending_tasks",
+           "run_local", "run_ray", "run_sweep"]
 
 
 def pending_tasks(grid: Grid, results_dir: Path) -> tuple[list[Task], int, list[dict[str, Any]]]:
@@ -41,20 +41,28 @@ def pending_tasks(grid: Grid, results_dir: Path) -> tuple[list[Task], int, list[
     A configuration error (a ``DcrobenchError``: unknown name, bad parameter) refuses the whole sweep
     before any work, naming the task; anything else (a plugin's bug) fails that task only.
     """
-    tasks, done, failed = [], 0, []
+    tasks, done, failed, _ = grid_progress(grid, results_dir)
+    return tasks, done, failed
+
+
+def grid_progress(grid: Grid, results_dir: Path) -> tuple[list[Task], int, list[dict[str, Any]], list[Cell]]:
+    """:func:`pending_tasks`, and the cells of every task that could be resolved (each protocol parsed once)."""
+    tasks, done, failed, all_cells = [], 0, [], []
+    protocols: dict[str, Any] = {}
     for task in grid.tasks():
         try:
-            cells = task_cells(task, results_dir)
+            cells = Cell.of_task(task, task_cells(task, results_dir, protocols))
         except DcrobenchError as exc:
             raise DcrobenchError(f"grid {grid.name}, task {task.cell}: {describe_error(exc)}") from None
         except Exception as exc:
             failed.append(task_failure(asdict(task), exc))
             continue
-        if all(path.exists() for _, path in cells):
+        all_cells += cells
+        if all(c.done for c in cells):
             done += 1
         else:
             tasks.append(task)
-    return tasks, done, failed
+    return tasks, done, failed, all_cells
 
 
 def run_local(tasks: Iterable[Task], results_dir: Path, device: str | None, threads: int | None, workers: int,
@@ -147,9 +155,11 @@ def run_sweep(grid: Grid, results_dir: Path, *, executor: str = "local", workers
     if not isinstance(workers, int) or workers < 1:
         raise DcrobenchError("--workers must be at least 1")
     check_threads(threads)
-    tasks, done, unresolved = pending_tasks(grid, results_dir)
+    tasks, done, unresolved, cells = grid_progress(grid, results_dir)
     total = len(tasks) + done + len(unresolved)
-    log(f"grid {grid.name}: {total} tasks, {done} done, {len(tasks)} to run ({executor}, {workers} worker(s))")
+    estimate = CostEstimate.of(cells).phrase()  # the work of all missing cells, at one worker's pace
+    log(f"grid {grid.name}: {total} tasks, {done} done, {len(tasks)} to run ({executor}, {workers} worker(s))"
+        + (f"; {estimate}" if estimate else ""))
     summary: dict[str, Any] = {"tasks": total, "already_done": done, "ran": 0, "failed": 0, "failures": [],
                                "computed": {}, "loaded": {}}
     bar = tqdm(total=total, initial=done, desc=f"sweep {grid.name}", unit="task", disable=None if progress is None else not progress)

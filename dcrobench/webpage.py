@@ -234,7 +234,7 @@ def _reproduction_html(tables: Sequence[TableSummary]) -> str:
     """The paper's numbers beside ours: static tables (no sorting or filtering: the paper's order is the point)."""
     parts = ['<section class="reproduction">', "<h2>Reproducing the paper</h2>", f'<p class="about">{html.escape(INTRO)}</p>']
     for t in tables:
-        parts += [f"<h3>{html.escape(t.title)}</h3>", f'<p class="count">{html.escape(t.summary)}</p>']
+        parts += [f"<h3>{html.escape(t.title)}</h3>", f'<p class="count">{html.escape(t.summary(code=""))}</p>']
         if t.run:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in REPRODUCTION_HEADERS)
             body = "\n".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in t.rows)

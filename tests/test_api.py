@@ -23,7 +23,7 @@ def test_import_is_light_and_documents_the_api():
     code = "import sys, dcrobench; assert 'torch' not in sys.modules; print(dcrobench.run.__doc__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Compress, train" in out
-    assert set(dcrobench.__all__) >= {"run", "compress", "sweep", "load_results", "load_model"}
+    assert set(dcrobench.__all__) >= {"run", "compress", "sweep", "load_results", "load_model", "load_dataset"}
 
 
 def test_run_returns_records_loads_as_a_dataframe_and_exports_models_that_reload(tmp_path):
