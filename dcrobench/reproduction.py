@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .aggregate import Cell
-from .stats import Estimate
+from .stats import Estimate, estimate_text
 
 REFERENCE = "chen-selvan-2024.yaml"
 SCORES = ("standard", "linf", "l2")
@@ -120,14 +120,6 @@ def reproductions(cells_: list[Cell]) -> list[Reproduction]:
     return rows
 
 
-def ours_text(e: Estimate | None) -> str:
-    if e is None:
-        return "–"
-    spread = "" if e.std is None else f" ± {100 * e.std:.2f}"
-    interval = "" if e.low is None else f" [{100 * e.low:.1f}, {100 * e.high:.1f}]"
-    return f"{100 * e.mean:.2f}{spread}{interval} n={e.n}"
-
-
 SCORE_TITLES = {"standard": "standard", "linf": "ℓ∞ robust", "l2": "ℓ2 robust"}
 HEADERS = ("dataset", "method", "budget", "score", "paper", "ours", "Δ", "verdict")
 
@@ -139,7 +131,7 @@ def table_rows(rows: list[Reproduction]) -> list[tuple[str, ...]]:
         n = r.paper
         verdict = r.verdict + (f": {n.note}" if r.substitute and n.note else "")
         out.append((n.dataset, n.method, "full" if n.budget is None else str(n.budget), SCORE_TITLES[n.score],
-                    f"{n.mean:.2f} ± {n.std:.2f} n={n.repeats}", ours_text(r.ours),
+                    f"{n.mean:.2f} ± {n.std:.2f} n={n.repeats}", "–" if r.ours is None else estimate_text(r.ours),
                     "–" if r.delta is None else f"{r.delta:+.2f}", verdict))
     return out
 

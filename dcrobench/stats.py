@@ -41,6 +41,13 @@ class Estimate:
     n: int
 
 
+def estimate_text(e: Estimate) -> str:
+    """``mean ± std [low, high] n=k`` in % (no ``± std`` for one seed, no interval where none can be drawn)."""
+    spread = "" if e.std is None else f" ± {100 * e.std:.2f}"
+    interval = "" if e.low is None else f" [{100 * e.low:.1f}, {100 * e.high:.1f}]"
+    return f"{100 * e.mean:.2f}{spread}{interval} n={e.n}"
+
+
 def sample_std(values: Sequence[float]) -> float | None:
     """Standard deviation with ddof=1; None for fewer than two values (no spread to estimate)."""
     return statistics.stdev(values) if len(values) > 1 else None
