@@ -181,7 +181,7 @@ def _common_setup(threads: int | str | None, device: str | None) -> None:
 DATA_ROOT_OPTION = click.option(
     "--data-root", type=click.Path(file_okay=False, path_type=Path),
     help="where torchvision datasets live (default: $DCROBENCH_CACHE/data, else ~/.cache/dcrobench/data)")
-THREADS_HELP = ("torch CPU threads: a number, 'torch' (its default) or 'auto' (the cores not already busy; 1 on a 2-core machine, "
+THREADS_HELP = ("CPU threads (torch and numpy/scipy BLAS): a number, 'torch' (the libraries' defaults) or 'auto' (the cores not already busy; 1 on a 2-core machine, "
                 "see benchmarks/perf/threads.md)")
 
 

@@ -2,12 +2,13 @@ import os
 import tempfile
 
 import pytest
-import torch
 
 
 def pytest_configure(config):
     # Two shared cores: more threads than free cores slows small models by orders of magnitude.
-    torch.set_num_threads(int(os.environ.get("DCROBENCH_TEST_THREADS", "1")))
+    from dcrobench.device import set_threads
+
+    set_threads(int(os.environ.get("DCROBENCH_TEST_THREADS", "1")))
     # Module-scoped fixtures run before per-test fixtures: keep even those out of ~/.cache.
     os.environ["DCROBENCH_CACHE"] = tempfile.mkdtemp(prefix="dcrobench-test-cache-")
 

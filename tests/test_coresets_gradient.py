@@ -119,6 +119,34 @@ def test_gradmatch_residual_decreases_with_budget():
     assert out.provenance.per_class_counts == [4, 4, 4] and (out.weights >= 0).all() and out.weights.sum() > 0
 
 
+def test_gradmatch_weights_solve_the_nonnegative_ridge_problem_from_any_start():
+    """The warm-started active-set solver returns scipy's NNLS answer (KKT: w >= 0, zero gradient where
+    w > 0, no descent direction where w = 0), cold or warm, on problems whose constraints bind."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(3)
+    bound = 0
+    for trial in range(60):
+        k, d = int(rng.integers(2, 25)), int(rng.integers(2, 30))
+        a = rng.standard_normal((d, k))
+        q, c = a.T @ a, rng.standard_normal(k) * 3
+        lam = [0.01, 0.5, 5.0][trial % 3]
+        mat = q + lam * np.eye(k)
+        low = np.linalg.cholesky(mat)
+        reference, _ = nnls(low.T, np.linalg.solve(low, c))
+        start = np.maximum(rng.standard_normal(k), 0.0) if trial % 2 else None
+        w = gm._nnls_ridge(q, c, lam, start=start)
+        grad = c - mat @ w
+        scale = 1e-8 * (1 + np.abs(c).max() + np.abs(mat).max() * w.max())  # rounding and the solver's jitter
+        assert (w >= 0).all()
+        assert np.abs(grad[w > 0]).max(initial=0.0) < scale
+        assert grad[w == 0].max(initial=-1.0) < scale
+        assert np.allclose(w, reference, rtol=1e-6, atol=1e-7)
+        bound += int((w == 0).sum() > 0)
+    assert bound > 20  # the constraints did bind in many of them
+
+
 # ----------------------------------------------------------------------------------- Glister
 def _val_loglik(w, b, x, y):
     return -F.cross_entropy(x @ w.T + b, y).item()

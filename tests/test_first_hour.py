@@ -31,6 +31,23 @@ def test_thread_settings_are_parsed_or_refused():
         device.resolve_threads("many")
 
 
+def test_set_threads_limits_torch_and_the_blas_pools():
+    """numpy's OpenBLAS on a busy core is as oversubscribed as torch: --threads must reach both."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    try:
+        device.set_threads(2)
+        assert torch.get_num_threads() == 2
+        assert all(pool["num_threads"] <= 2 for pool in threadpool_info())
+        device.set_threads(1)
+        assert torch.get_num_threads() == 1
+        assert threadpool_info() and all(pool["num_threads"] == 1 for pool in threadpool_info())
+    finally:
+        device.set_threads(before)
+
+
 def test_run_piped_prints_one_line_per_stage(tmp_path):
     res = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "-p", TINY_PROTOCOL, "--seeds", "1",
                                     "--threads", "1", "--results", str(tmp_path)])

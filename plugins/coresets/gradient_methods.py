@@ -127,15 +127,53 @@ class Craig(ProxySelection):
 # --------------------------------------------------------------------------------------------
 # GRAD-MATCH (Killamsetty et al. 2021)
 # --------------------------------------------------------------------------------------------
-def _nnls_ridge(q: np.ndarray, c: np.ndarray, lam: float) -> np.ndarray:
-    """argmin_{w >= 0} w^T (Q + lam I) w - 2 c^T w, via Cholesky and Lawson-Hanson NNLS."""
-    from scipy.optimize import nnls
+def _nnls_ridge(q: np.ndarray, c: np.ndarray, lam: float, start: np.ndarray | None = None) -> np.ndarray:
+    """argmin_{w >= 0} w^T (Q + lam I) w - 2 c^T w: Lawson-Hanson's active set method on the Gram form.
 
+    ``start`` (feasible, ``>= 0``) warm-starts it: OMP passes the previous step's weights plus a zero
+    for the new point, so a step usually costs one solve on the positive set instead of a cold NNLS
+    (the solution is unique, the matrix being positive definite for ``lam > 0``; a tiny jitter keeps
+    ``lam = 0`` solvable).
+    """
     k = q.shape[0]
     mat = q + (lam + 1e-10 * max(1.0, float(np.abs(np.diag(q)).max(initial=0.0)))) * np.eye(k)
-    low = np.linalg.cholesky(mat)
-    d = np.linalg.solve(low, c)
-    w, _ = nnls(low.T, d, maxiter=50 * k + 100)
+    w = np.zeros(k) if start is None else np.maximum(np.asarray(start, dtype=np.float64), 0.0)
+    passive = w > 0
+    tol = 1e-12 * max(1.0, float(np.abs(c).max(initial=0.0)), float(np.abs(np.diag(mat)).max(initial=0.0)))
+
+    def solve_on(mask: np.ndarray) -> np.ndarray:
+        z = np.zeros(k)
+        if mask.any():
+            z[mask] = np.linalg.solve(mat[np.ix_(mask, mask)], c[mask])
+        return z
+
+    def inner(w: np.ndarray, passive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for _ in range(k + 1):  # each pass drops at least one index from the passive set
+            z = solve_on(passive)
+            bad = passive & (z <= 0)
+            if not bad.any():
+                return z, passive
+            gap = w[bad] - z[bad]
+            alpha = float(np.min(np.where(gap > 0, w[bad] / np.where(gap > 0, gap, 1.0), 0.0)))
+            w = w + alpha * (z - w)
+            passive = passive & (w > tol)
+            w[~passive] = 0.0
+        return np.maximum(w, 0.0), passive
+
+    if passive.any():
+        w, passive = inner(w, passive)
+    last_added = -1
+    for _ in range(3 * k + 10):
+        grad = c - mat @ w          # minus half the gradient: positive where raising w_j lowers the objective
+        grad[passive] = -np.inf
+        j = int(np.argmax(grad))
+        if not grad[j] > tol or j == last_added:
+            break
+        trial = passive.copy()
+        trial[j] = True
+        w_new, p_new = inner(w, trial)
+        last_added = j if not p_new[j] else -1   # rounding dropped it at once: stop rather than cycle
+        w, passive = w_new, p_new
     return w
 
 
@@ -145,29 +183,30 @@ def omp_nonneg(kernel: torch.Tensor, k: int, lam: float = 0.5, tol: float = 1e-1
 
     Target ``b = sum_i g_i`` (the class's full gradient). Each step adds the point most positively
     correlated with the residual ``b - sum_S w_j g_j`` and refits ``w >= 0`` minimising
-    ``||sum_S w_j g_j - b||^2 + lam ||w||^2``. Stops early only if no point correlates positively
-    with the residual (or the residual vanishes). Returns ``(support, weights, residual norms after
-    each step)``.
+    ``||sum_S w_j g_j - b||^2 + lam ||w||^2`` (warm-started from the previous weights). Stops early
+    only if no point correlates positively with the residual (or the residual vanishes). Returns
+    ``(support, weights, residual norms after each step)``.
     """
-    kern = kernel.double().cpu()
+    kern = kernel.double().cpu().numpy()
     n = kern.shape[0]
+    steps = min(k, n)
     corr0 = kern.sum(1)                    # A^T b
     bb = float(corr0.sum())                # ||b||^2
+    cols = np.empty((n, steps))            # K[:, support], filled a column per step
     support: list[int] = []
     w = np.zeros(0)
     residuals: list[float] = []
-    for _ in range(min(k, n)):
-        proj = corr0.clone()
-        if support:
-            proj -= kern[:, support] @ torch.from_numpy(w)
-            proj[support] = -math.inf
-        j = int(torch.argmax(proj))
+    for t in range(steps):
+        proj = corr0 - cols[:, :t] @ w
+        proj[support] = -math.inf
+        j = int(np.argmax(proj))
         if not proj[j] > tol * max(1.0, abs(bb)):
             break
         support.append(j)
-        q = kern[support][:, support].numpy()
-        c = corr0[support].numpy()
-        w = _nnls_ridge(q, c, lam)
+        cols[:, t] = kern[:, j]
+        q = cols[support, : t + 1]
+        c = corr0[support]
+        w = _nnls_ridge(q, c, lam, start=np.append(w, 0.0))
         res2 = bb - 2.0 * float(w @ c) + float(w @ q @ w)
         residuals.append(math.sqrt(max(res2, 0.0)))
         if residuals[-1] <= tol * math.sqrt(max(bb, 1e-300)):
