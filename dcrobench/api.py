@@ -146,6 +146,7 @@ def compress(method: str, dataset: str = "mnist5k", *, budget: int | None = None
 
     check_seeds(seed, "--seed")
     out = _new_file(out)
+    _writable_cache()
     dev = resolve_device(device)
     set_threads(threads, dev)
     setup = resolve(RunRequest(dataset=dataset, protocol=_protocol(protocol), method=method, budget=budget, device=dev),
@@ -172,6 +173,7 @@ def import_set(files: str | Path | Sequence[str | Path], *, fmt: str, dataset: s
     from .registry import registries
 
     out = _new_file(out)
+    _writable_cache()
     spec = registries().datasets.get(dataset)
     if isinstance(normalized, str) or normalized is None:
         normalized = parse_normalization(normalized, spec.channels)
@@ -180,6 +182,14 @@ def import_set(files: str | Path | Sequence[str | Path], *, fmt: str, dataset: s
     comp = read_set(files, fmt=fmt, train_set=train_set, name=name, normalized=normalized, experiment=experiment)
     _save_new(comp, out)
     return comp
+
+
+def _writable_cache() -> None:
+    """Methods and datasets cache what they compute: refuse an unwritable cache before any of it."""
+    from .cache import cache_root
+    from .fileio import ensure_writable_dir
+
+    ensure_writable_dir(cache_root(), "cache folder (DCROBENCH_CACHE)")
 
 
 def sweep(grid: str | Path, *, results: str | Path = "results", workers: int = 1, executor: str = "local",

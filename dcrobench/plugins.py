@@ -3,7 +3,10 @@
 Built-in plugins (package ``dcrobench_plugins``, the repo's ``plugins/`` folder) are listed in the
 same group as third-party ones. A plugin that fails to import, implements a hook that does not
 exist, or raises from a hook is reported in ``PluginFailure`` records and skipped, so one broken
-plugin never takes down ``dcrobench list`` or another method's run.
+plugin never takes down ``dcrobench list`` or another method's run. That includes a plugin that calls
+``sys.exit()`` or raises any other ``BaseException`` while it is imported or registered: only the
+user's interrupt (``KeyboardInterrupt``, and the stop signals dcrobench raises as
+:class:`~dcrobench.errors.Interrupted`) passes through.
 
 Built-ins are the entry points that the ``dcrobench`` distribution itself provides from modules
 ``dcrobench_plugins.*``. They are registered first, whatever their names sort like, and their names
@@ -23,6 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 import pluggy
 
 from . import hookspecs
+from .errors import Interrupted, one_line
 from .names import suggest
 
 ENTRY_POINT_GROUP = "dcrobench"
@@ -66,6 +70,26 @@ class PluginOrigin:
         return f"{kind} '{self.plugin}' ({self.provider})"
 
 
+def pass_interrupts(exc: BaseException) -> None:
+    """Re-raise the user's interrupt (Ctrl-C, a stop signal); any other exception is the plugin's to report.
+
+    Used as ``except BaseException as exc: pass_interrupts(exc); <report>``: a plugin calling ``sys.exit()``
+    (``SystemExit``) or raising an odd ``BaseException`` subclass is a broken plugin, not a reason to end the
+    process."""
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        raise exc
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A plugin's exception as one short line; ``SystemExit`` says that ``sys.exit`` was called."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: it called sys.exit({exc.code!r})" if exc.code is not None else "SystemExit: it called sys.exit()"
+    try:
+        return one_line(exc)
+    except Exception:  # a plugin's exception whose __str__ raises
+        return type(exc).__name__
+
+
 def _normalize(dist_name: str) -> str:
     return re.sub(r"[-_.]+", "-", dist_name).lower()
 
@@ -103,7 +127,12 @@ def misspelled_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 
 
 def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, failures: list[PluginFailure]) -> bool:
-    problems = misspelled_hooks(pm, plugin)
+    try:
+        problems = misspelled_hooks(pm, plugin)
+    except BaseException as exc:  # an attribute of the plugin that raises when looked at
+        pass_interrupts(exc)
+        failures.append(PluginFailure(name, f"could not be inspected: {describe_exception(exc)}"))
+        return False
     if problems:
         failures.append(PluginFailure(name, "; ".join(problems)))
         return False
@@ -112,8 +141,9 @@ def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, failure
         return False
     try:
         pm.register(plugin, name=name)
-    except Exception as exc:  # pluggy's validation, e.g. a hook taking arguments its spec does not have
-        failures.append(PluginFailure(name, f"could not be registered: {type(exc).__name__}: {' '.join(str(exc).split())}"))
+    except BaseException as exc:  # pluggy's validation, e.g. a hook taking arguments its spec does not have
+        pass_interrupts(exc)
+        failures.append(PluginFailure(name, f"could not be registered: {describe_exception(exc)}"))
         with contextlib.suppress(Exception):
             pm.unregister(name=name)
         return False
@@ -123,10 +153,11 @@ def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str, failure
 def load_entry_point(ep: EntryPoint, pm: pluggy.PluginManager, failures: list[PluginFailure]) -> bool:
     try:
         plugin = ep.load()
-    except Exception as exc:
+    except BaseException as exc:  # ImportError, any other error, and sys.exit() in the plugin's module body
+        pass_interrupts(exc)
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
-        failures.append(PluginFailure(ep.name, f"import failed: {type(exc).__name__}: {exc}{where}"))
+        failures.append(PluginFailure(ep.name, f"import failed: {describe_exception(exc)}{where}"))
         return False
     return register_plugin(pm, plugin, ep.name, failures)
 

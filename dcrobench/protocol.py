@@ -170,13 +170,20 @@ class Protocol:
         return params
 
     def seed_list(self, n: int | None) -> list[int]:
+        """The seeds of ``--seeds n``: the protocol's first ``n``, and beyond its list the integers after its
+        largest seed (seeds [5, 6] and n = 3 give [5, 6, 7]; [0, 1, 2] and n = 5 give 0..4)."""
         if n is None:
             return list(self.seeds)
         if n < 1:
             raise ProtocolError(f"--seeds must be at least 1, got {n}")
         if n > MAX_SEED_COUNT:
             raise ProtocolError(f"--seeds must be at most {MAX_SEED_COUNT}, got {n}")
-        return list(self.seeds[:n]) if n <= len(self.seeds) else list(range(n))
+        if n <= len(self.seeds):
+            return list(self.seeds[:n])
+        start = max(self.seeds, default=-1) + 1
+        if start + n - len(self.seeds) - 1 > MAX_SEED:
+            raise ProtocolError(f"--seeds {n}: the seeds after the protocol's largest ({start - 1}) pass {MAX_SEED}")
+        return [*self.seeds, *range(start, start + n - len(self.seeds))]
 
 
 #: top-level protocol blocks a method may take as a parameter (``CompressionMethod.protocol_blocks``)

@@ -24,7 +24,7 @@ from .costs import StageCost
 from .errors import DataValidationError, DcrobenchError, MethodError, ProtocolError
 from .fileio import claim, ensure_writable_dir
 from .imageset import ImageSet
-from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed
+from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed, validate_indices
 from .models import ModelSpec
 from .names import unknown_name_message
 from .protocol import Protocol
@@ -157,6 +157,9 @@ def load_compressed_file(path: Path, dataset: DatasetSpec) -> tuple[CompressedSe
         validate_compressed(comp, (dataset.channels, dataset.size, dataset.size), dataset.num_classes, budget=budget)
     except DataValidationError as exc:
         raise bad(str(exc)) from None
+    problems = prov.problems(torch.bincount(comp.labels.long(), minlength=dataset.num_classes).tolist())
+    if problems:
+        raise bad(f"metadata {problems[0]}")
     comp.images, comp.labels = comp.images.float(), comp.labels.long()
     if comp.weights is not None:
         comp.weights = comp.weights.float()
@@ -181,13 +184,34 @@ def protocol_data(dataset: DatasetSpec, protocol: Protocol, root: Path | None,
 def compress(res: RunSetup, train_set: ImageSet, seed: int, device: torch.device,
              progress: bool | None = None) -> CompressedSet:
     if res.compressed is not None:
-        fp = res.compressed.provenance.data_fingerprint
-        if fp != train_set.fingerprint():
-            raise MethodError(f"the compressed set was made from a different training set than '{train_set.name}' "
-                              f"(fingerprint {fp} vs {train_set.fingerprint()})")
         return res.compressed
     assert res.method is not None
     return res.method.run(train_set, res.budget or 0, seed, device, progress=progress, source=res.source)
+
+
+def check_saved_set(comp: CompressedSet, train_set: ImageSet, path: Path | str | None) -> None:
+    """A saved set against the training set this run would use, before any stage: made from it, and called
+    "full" (no budget) only when it is that whole set."""
+    fp = comp.provenance.data_fingerprint
+    if fp != train_set.fingerprint():
+        raise MethodError(f"the compressed set was made from a different training set than '{train_set.name}' "
+                          f"(fingerprint {fp} vs {train_set.fingerprint()})")
+    if comp.provenance.budget is None and len(comp) != len(train_set):
+        raise MethodError(f"compressed-set file {path}: metadata budget null says it is the full training set, but it "
+                          f"holds {len(comp)} of its {len(train_set)} images")
+
+
+def check_stored_set(res: RunSetup, train_set: ImageSet, comp: CompressedSet) -> None:
+    """What a method's own output is checked for (``CompressionMethod.run``), asked again of a stored compress
+    stage before it is used: a stage that fails is recomputed instead of crashing every re-run."""
+    method = res.method
+    if method is None:
+        return
+    if comp.provenance is None or comp.provenance.method != method.name:
+        raise DataValidationError(f"it does not describe a set made by '{method.name}'")
+    validate_compressed(comp, train_set.shape, train_set.num_classes,
+                        budget=res.budget if method.uses_budget else None)
+    validate_indices(comp, train_set)
 
 
 def adversarial_radius(compressed: CompressedSet, protocol: Protocol, norm: str, eps: float) -> tuple[torch.Tensor, dict]:
@@ -258,10 +282,12 @@ def run(req: RunRequest, regs: Registries, log: Callable[[str], None] | None = N
     store = store if store is not None else StageStore(Path(req.results_dir) / STAGES_DIRNAME, warn=logger.warning)
     records: list[Record] = []
     todo: list[int] = []
+    set_hash = res.compressed.content_hash() if res.compressed is not None else None
     for seed in req.seeds:
-        existing = [record_path(req.results_dir, cell_key(req, res, n, seed)) for n in req.norms]
+        keys = [cell_key(req, res, n, seed) for n in req.norms]
+        existing = [record_path(req.results_dir, key) for key in keys]
         if all(path.exists() for path in existing) and req.save_models is None:
-            records += [_read_own_record(path) for path in existing]
+            records += [_read_own_record(path, key, set_hash) for path, key in zip(existing, keys)]
             log(f"{res.method_name} seed {seed}: already recorded, skipped")
         else:
             todo.append(seed)
@@ -287,6 +313,8 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
     p = req.protocol
     records: list[Record] = []
     train_set, test_eval = protocol_data(res.dataset, p, req.data_root, req.download)
+    if res.compressed is not None:
+        check_saved_set(res.compressed, train_set, req.compressed_file)
     settings = p.train_for(res.method_name)
     model_id = (res.model_name, json_safe(p.model_params))
     ev = p.evaluation
@@ -353,7 +381,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
         ckey = compress_key(res, train_set, seed)
         cache_compressed = res.method is not None and res.method.cache_stage
         comp, comp_cost = store.compressed(ckey, lambda: compress(res, train_set, seed, req.device, req.progress),
-                                           store=cache_compressed)
+                                           store=cache_compressed, check=lambda comp: check_stored_set(res, train_set, comp))
         if res.compressed is not None:  # a saved set: made elsewhere, its cost is the one it records
             comp_cost = StageCost(comp_cost.seconds, cached=True)
         stage_line(seed, f"compress ({len(comp)} images)", comp_cost)
@@ -369,8 +397,9 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
         for norm in req.norms:
             key = cell_key(req, res, norm, seed)
             path = record_path(req.results_dir, key)
+            set_hash = res.compressed.content_hash() if res.compressed is not None else None
             if path.exists() and req.save_models is None:
-                records.append(_read_own_record(path))
+                records.append(_read_own_record(path, key, set_hash))
                 continue
             eps = p.eps(res.dataset.name, norm, res.dataset.input_dim)
             radius, adv_info = adversarial_radius(comp, p, norm, eps)
@@ -380,7 +409,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
             if req.save_models is not None:
                 export_model(req, res, comp, adv, seed, norm=norm, eps=eps, adv_info=adv_info)
             if path.exists():
-                records.append(_read_own_record(path))
+                records.append(_read_own_record(path, key, set_hash))
                 continue
             std_eval, std_eval_cost = evaluate(std, norm, eps, seed)
             adv_eval, adv_eval_cost = evaluate(adv, norm, eps, seed)
@@ -545,9 +574,26 @@ def make_record(res: RunSetup, comp: CompressedSet, key: CellKey, measured: Meas
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _read_own_record(path: Path) -> Record:
-    """A record this run's cell already has (written by dcrobench, so read without re-validating)."""
+def _read_own_record(path: Path, key: CellKey, set_hash: str | None = None) -> Record:
+    """The record found at a cell's path, used only when it is valid and names that very cell (and, for a
+    saved set, that very set): anything else there is refused, never taken for this cell's result."""
+    from .validation import record_errors
+
     rec, reason = read_record(path)
     if reason is not None:
         raise DcrobenchError(f"cannot read result record {path}: {reason}")
-    return Record.from_json(rec, str(path))
+    problems = record_errors(rec)
+    if problems:
+        raise DcrobenchError(f"result record {path} is invalid ({problems[0]}): move it away to recompute the cell")
+    found = CellKey.of_record(rec)
+    if found != key:
+        diff = ", ".join(f"{name} {getattr(found, name)!r} instead of {getattr(key, name)!r}"
+                         for name in key.__dataclass_fields__ if getattr(found, name) != getattr(key, name))
+        raise DcrobenchError(f"result record {path} is not this cell's record ({diff}): move it away to recompute the cell")
+    record = Record.from_json(rec, str(path))
+    if set_hash is not None:
+        recorded = (rec.get("compressed_set") or {}).get("content_hash")
+        if recorded != set_hash:
+            raise DcrobenchError(f"result record {path} measured another compressed set ({str(recorded)[:8]}, not "
+                                 f"{set_hash[:8]}): move it away to recompute the cell")
+    return record

@@ -104,9 +104,17 @@ def run_local(tasks: Iterable[Task], results_dir: Path, device: str | None, thre
         pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
+#: re-runs of a Ray task lost to a dead worker or node (Ray's default, made explicit: sweeps rely on it); a task
+#: that raises is never retried, it reports its failure
+RAY_TASK_RETRIES = 3
+
+
 def run_ray(tasks: Iterable[Task], results_dir: Path, device: str | None, threads: int | None, workers: int,
             on_done: Callable[[dict], None], address: str | None = None) -> None:
-    """Each task a Ray task (one GPU when the cluster has GPUs); records go to the shared results folder."""
+    """Each task a Ray task (one GPU when the cluster has GPUs); records go to the shared results folder.
+
+    A task whose worker or node dies is run again (``RAY_TASK_RETRIES`` times): the re-run skips the records the
+    lost run wrote, loads its finished stages, and its claims died with it (``tests/test_ray_cluster.py``)."""
     try:
         import ray
     except ImportError:
@@ -117,7 +125,8 @@ def run_ray(tasks: Iterable[Task], results_dir: Path, device: str | None, thread
                  log_to_driver=False, ignore_reinit_error=True)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=threads or 1)(run_task_reported)
+        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=threads or 1,
+                            max_retries=RAY_TASK_RETRIES)(run_task_reported)
         payloads = {}
         for t in tasks:
             ref = remote.remote(asdict(t), str(Path(results_dir).resolve()), device, threads)

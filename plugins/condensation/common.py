@@ -18,13 +18,17 @@ Cache layout under ``dcrobench.cache.cache_dir("condensation")``:
   tensors, optimiser state, iteration, loss history, elapsed time). The key covers the data
   fingerprint, budget, seed and every parameter that changes the result *except* ``iterations``
   (no method here has an iteration-dependent schedule), so a longer run continues a shorter one;
-- ``<method>-<final key>.pt``: the finished synthetic set (``CompressedSet.save``), keyed by the
+- ``<method>-<final key>.pt``: the finished synthetic set (``CompressedSet.payload``), keyed by the
   same plus ``iterations``.
+
+Both are sealed with their key (:mod:`dcrobench.cache`) and checked before use; one that fails is
+reported and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,11 +38,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dcrobench.cache import cache_dir, content_key, report_damaged
+from dcrobench.cache import cache_dir, content_key, read_entry, report_damaged, torch_bytes, torch_entry, write_entry
 from dcrobench.errors import BudgetError, MethodError
-from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
-from dcrobench.methods import CompressedSet, CompressionMethod, json_safe
+from dcrobench.methods import CompressedSet, CompressionMethod, json_safe, validate_compressed
 from dcrobench.progress import bar
 from dcrobench_plugins.models import build_convnet
 
@@ -231,12 +234,14 @@ class CondensationMethod(CompressionMethod):
         final_path = root / f"{self.name}-{final_key}.pt"
         if final_path.exists():
             try:
-                cached = CompressedSet.load(final_path)
+                cached = CompressedSet.from_file_object(io.BytesIO(read_entry(final_path, final_key)), final_path)
+                validate_compressed(cached, data.shape, data.num_classes)
+                if cached.labels.shape[0] != data.num_classes * budget:
+                    raise ValueError(f"it holds {cached.labels.shape[0]} images, not {data.num_classes * budget}")
                 cached.meta["cached"] = True
                 return cached
-            except MethodError as exc:
+            except Exception as exc:  # unreadable, foreign, edited or invalid: recompute
                 report_damaged(final_path, exc)
-                final_path.unlink(missing_ok=True)  # unreadable: recompute
         ckpt_path = root / f"{self.name}-{ckpt_key}.ckpt.pt"
 
         ctx = self._context(data, budget, seed, device)
@@ -245,7 +250,7 @@ class CondensationMethod(CompressionMethod):
         iterations = int(p["iterations"])
         start, losses, elapsed_before = 0, [], 0.0
         resumed_from = None
-        state = self._load_checkpoint(ckpt_path)
+        state = self._load_checkpoint(ckpt_path, ckpt_key)
         if state is not None and int(state["iteration"]) <= iterations:
             self._restore(ctx, state)
             start = int(state["iteration"])
@@ -267,7 +272,7 @@ class CondensationMethod(CompressionMethod):
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 done = it + 1
                 if can_save and (done % every == 0 or done == iterations):
-                    self._save_checkpoint(ckpt_path, ctx, done, losses,
+                    self._save_checkpoint(ckpt_path, ckpt_key, ctx, done, losses,
                                           elapsed_before + time.perf_counter() - started)
         finally:
             bar.close()
@@ -292,7 +297,7 @@ class CondensationMethod(CompressionMethod):
         images = ctx.pixels().cpu()
         # total condensation time, all resumed sessions
         result = CompressedSet(images=images, labels=ctx.syn_labels.cpu(), meta=meta, own_seconds=total_s)
-        result.save(final_path)
+        write_entry(final_path, final_key, torch_bytes(result.payload()))
         return result
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -329,25 +334,32 @@ class CondensationMethod(CompressionMethod):
         return ctx
 
     @staticmethod
-    def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    def _load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
         if not path.exists():
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - truncated / foreign checkpoint: start over
+            state = torch_entry(path, key)
+            if not isinstance(state.get("z"), torch.Tensor) or not torch.isfinite(state["z"]).all():
+                raise ValueError("its synthetic images are not finite")
+            if isinstance(state.get("iteration"), bool) or not isinstance(state.get("iteration"), int) \
+                    or state["iteration"] < 0:
+                raise ValueError("its iteration is not a non-negative integer")
+            return state
+        except Exception as exc:  # noqa: BLE001 - truncated / foreign / edited checkpoint: start over
             report_damaged(path, exc)
             return None
 
     @staticmethod
-    def _save_checkpoint(path: Path, ctx: Context, iteration: int, losses: list[float], elapsed: float) -> None:
-        atomic_torch_save({
+    def _save_checkpoint(path: Path, key: str, ctx: Context, iteration: int, losses: list[float],
+                         elapsed: float) -> None:
+        write_entry(path, key, torch_bytes({
             "iteration": iteration,
             "z": ctx.z.detach().cpu(),
             "tensors": {k: v.detach().cpu() for k, v in ctx.tensors.items()},
             "optimizers": {k: o.state_dict() for k, o in ctx.optimizers.items()},
             "losses": torch.tensor(losses, dtype=torch.float64),
             "elapsed_s": float(elapsed),
-        }, path)
+        }))
 
     @staticmethod
     def _restore(ctx: Context, state: dict[str, Any]) -> None:

@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from dcrobench.cache import cache_dir, content_key
+from dcrobench.cache import cache_dir, content_key, read_entry, report_damaged, torch_bytes, torch_entry, write_entry
 from dcrobench.errors import MethodError
-from dcrobench.fileio import atomic_torch_save
 
 from .common import (
     COMMON_DEFAULTS,
@@ -117,22 +116,32 @@ class ExpertBuffer:
     def path(self, expert: int, epoch: int) -> Path:
         return self.root / f"expert_{expert:04d}" / f"epoch_{epoch:04d}.pt"
 
+    def key(self, expert: int, epoch: int) -> str:
+        """What an epoch file's seal must name (:mod:`dcrobench.cache`): this buffer, expert and epoch."""
+        return f"{self.root.name}/expert_{expert:04d}/epoch_{epoch:04d}"
+
     def epochs_done(self, expert: int) -> int:
-        """Number of complete epochs stored (-1: not even the initialisation)."""
+        """Number of complete epochs stored (-1: not even the initialisation): the epoch files in a row whose
+        seals hold, so a trajectory resumes after the last good one and what follows is recomputed."""
         e = -1
         while self.path(expert, e + 1).exists():
+            try:
+                read_entry(self.path(expert, e + 1), self.key(expert, e + 1))
+            except Exception as exc:  # damaged, foreign or edited: retrain from the epoch before
+                report_damaged(self.path(expert, e + 1), exc)
+                break
             e += 1
         return e
 
     def load(self, expert: int, epoch: int) -> dict:
-        return torch.load(self.path(expert, epoch), map_location="cpu", weights_only=True)
+        return torch_entry(self.path(expert, epoch), self.key(expert, epoch))
 
     def get(self, expert: int, epoch: int) -> torch.Tensor:
         """Flat parameters of ``expert`` after ``epoch`` epochs."""
         return self.load(expert, epoch)["params"]
 
     def save(self, expert: int, epoch: int, payload: dict) -> None:
-        atomic_torch_save(payload, self.path(expert, epoch))
+        write_entry(self.path(expert, epoch), self.key(expert, epoch), torch_bytes(payload))
 
 
 class TM(CondensationMethod):

@@ -25,15 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcrobench.cache import cache_dir, content_key, report_damaged
+from dcrobench.cache import cache_dir, content_key, report_damaged, torch_bytes, torch_entry, write_entry
 from dcrobench.costs import note_shared
 from dcrobench.errors import TrainingDivergedError
-from dcrobench.fileio import atomic_torch_save
 from dcrobench.imageset import ImageSet
 from dcrobench.progress import bar
 from dcrobench.protocol import at_least, parse_settings
 
-PROXY_FORMAT_VERSION = 2  # 2: the entry records its training seconds
+PROXY_FORMAT_VERSION = 3  # 3: entries sealed with their key (dcrobench.cache); 2: the entry records its training seconds
 
 OnEpoch = Callable[[int, "nn.Module | None", torch.Tensor], None]
 
@@ -125,12 +124,19 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
     started = time.perf_counter()
     if use_cache and path.exists():
         try:
-            payload = torch.load(path, map_location=device, weights_only=True)
+            payload = torch_entry(path, path.stem, map_location=device)
             model = seeded_model()
             model.load_state_dict(payload["state_dict"])
-            trace = payload["trace"].bool().cpu()
+            trace = payload["trace"]
+            if not isinstance(trace, torch.Tensor) or trace.dtype != torch.bool or trace.ndim != 2 \
+                    or trace.shape != (settings.epochs, len(data)):
+                raise ValueError(f"its trace is not [{settings.epochs}, {len(data)}] booleans")
+            trace = trace.cpu()
             model.eval()
-            note_shared(float(payload["train_s"]), started)
+            train_s = payload["train_s"]
+            if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not 0 <= train_s < float("inf"):
+                raise ValueError("its training seconds are not a finite non-negative number")
+            note_shared(float(train_s), started)
             if on_epoch is not None:
                 for t in range(trace.shape[0]):
                     on_epoch(t, None, trace[t])
@@ -180,8 +186,8 @@ def train_proxy_with_trace(data: ImageSet, settings: ProxySettings, seed: int, d
     note_shared(train_s, started)
     if use_cache:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save({"format_version": PROXY_FORMAT_VERSION, "state_dict": state, "trace": trace,
-                           "settings_key": settings.key(), "train_s": train_s}, path)
+        write_entry(path, path.stem, torch_bytes({"format_version": PROXY_FORMAT_VERSION, "state_dict": state,
+                                                  "trace": trace, "settings_key": settings.key(), "train_s": train_s}))
     return model, trace
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from typing import Any, ClassVar
@@ -11,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from dcrobench.cache import cache_dir, content_key, report_damaged
+from dcrobench.cache import cache_dir, content_key, json_entry, report_damaged, write_entry
 from dcrobench.errors import BudgetError, MethodError
 from dcrobench.hookspecs import hookimpl
 from dcrobench.imageset import ImageSet
@@ -44,13 +43,15 @@ def solve_class(x: torch.Tensor, *, metric: str, k: int | None = None, radius: f
     path = cache_dir("mcs") / f"{key}.json"
     if use_cache and path.exists():
         try:
-            entry = json.loads(path.read_text())
+            entry = json_entry(path, key)
             sol = McsSolution.from_json(entry["solution"])
+            if len(sol.centers) == 0 or min(sol.centers) < 0 or max(sol.centers) >= x.shape[0]:
+                raise ValueError(f"its centres do not index the class's {x.shape[0]} points")
             limit_then = entry.get("time_limit")
             if sol.optimal or (time_limit is not None and limit_then is not None and limit_then >= time_limit) \
                     or (limit_then is None and time_limit is None):
                 return sol, True
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable: solve again and overwrite
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable or not this key's: solve again
             report_damaged(path, exc)
     oracle = DistanceOracle(x, metric)
     if radius is None:
@@ -58,10 +59,10 @@ def solve_class(x: torch.Tensor, *, metric: str, k: int | None = None, radius: f
     else:
         sol = solve_eta_mcs(oracle, float(radius), time_limit=time_limit, threads=threads)
     if use_cache:
-        from dcrobench.fileio import atomic_write_json
+        from dcrobench.fileio import json_bytes
 
-        atomic_write_json(path, {"solution": sol.to_json(), "time_limit": time_limit,
-                                 "solver_version": SOLVER_VERSION})
+        write_entry(path, key, json_bytes({"solution": sol.to_json(), "time_limit": time_limit,
+                                           "solver_version": SOLVER_VERSION}))
     return sol, False
 
 
