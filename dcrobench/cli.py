@@ -203,7 +203,8 @@ def _log_to_stderr(quiet: bool) -> None:
 @click.option("--model", help="architecture (default: the protocol's)")
 @click.option("--protocol", "-p", default="quick", show_default=True, help="protocol name or YAML file")
 @click.option("--norm", "norms", multiple=True, type=click.Choice(["linf", "l2"]), help="threat model(s); default linf")
-@click.option("--seeds", type=int, help="number of seeds (default: the protocol's)")
+@click.option("--seeds", type=int, help="how many seeds: the protocol's first N, then the integers after its largest "
+              "(default: all the protocol's)")
 @DATA_ROOT_OPTION
 @click.option("--download/--no-download", default=False, help="let torchvision download missing datasets")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(path_type=Path),
@@ -584,15 +585,31 @@ def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool, force: bo
 @leaderboard.command("check")
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-def leaderboard_check(results_dir: Path, out_dir: Path) -> None:
-    """Fail on invalid or duplicate records, on one cell claimed under different protocol hashes, on a stale
-    index or a missing plot. Independent of the folder it runs from."""
+@click.option("--protocol", "protocol_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="a protocol file records were made under (repeatable); records of a built-in protocol's current "
+                   "version need none")
+def leaderboard_check(results_dir: Path, out_dir: Path, protocol_files: tuple[Path, ...]) -> None:
+    """Fail on invalid or duplicate records, on one cell claimed under different protocol hashes, on a record that
+    disagrees with what can be re-derived of it (its ε from its protocol and dataset, its budget from its set's
+    per-class counts, its cell from its path, a robustness curve above the clean accuracy), on a stale index or a
+    missing or stale plot. Independent of the folder it runs from."""
     from .leaderboard import check_published
+    from .protocol import load_protocol
+    from .recordcheck import rederive
 
+    try:
+        protocols = [load_protocol(str(path)) for path in protocol_files]
+    except DcrobenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     checked = _checked_results(results_dir, 1)
     problems = checked.problems()
+    derived = rederive(checked.records, results_dir, protocols, skip_path={first for _, first in checked.duplicates})
+    problems += derived.problems
     if not (checked.invalid or checked.conflicts):  # what publish would write can only be checked when it can run
         problems += check_published(checked.records, results_dir, out_dir)
+    for line in derived.notes:
+        click.echo(f"note: {line}")
     for line in problems:
         click.echo(f"error: {line}", err=True)
     if problems:

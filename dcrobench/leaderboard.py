@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from .aggregate import KIND_ORDER, Cell, cells, method_labels, method_order, versus_random
 from . import reproduction
-from .plots import PNG_MAGIC, budget_curves, eps_curves, pareto, scatter
+from .plots import DATA_KEY, PNG_MAGIC, budget_curves, data_digest, eps_curves, pareto, png_text, scatter
 from .results import Record, safe_name
 from .stats import MARKERS, RESAMPLES, Comparison, estimate_text
 from .webpage import PAGE_FILE, page_text, write_page
@@ -350,7 +350,8 @@ def page_plots(cells_: list[Cell]) -> list[tuple[str, str]]:
 
 def check_published(records: list[Record], results_dir: Path, out_dir: Path, plots: bool = True) -> list[str]:
     """What is missing or stale in a published folder, one line each: the index, the web page and every plot
-    publish writes (``plots=False``: a folder published with ``--no-plots``)."""
+    publish writes (``plots=False``: a folder published with ``--no-plots``). A plot is stale when the digest of
+    the data it was drawn from, which publish writes into the PNG, is not that of the data the records give it."""
     out = Path(out_dir)
     hint = f"run `dcrobench leaderboard publish --results {results_dir} --out {out_dir}`"
     problems = []
@@ -363,25 +364,31 @@ def check_published(records: list[Record], results_dir: Path, out_dir: Path, plo
         problems.append(f"{index}: missing: {hint}")
     except OSError as exc:
         problems.append(f"{index}: cannot be read ({exc.strerror or exc})")
+    all_cells = cells(records)
     page = out / PAGE_FILE
     try:
-        if page.read_text(encoding="utf-8") != page_text(records, page_plots(cells(records)) if plots else []):
+        if page.read_text(encoding="utf-8") != page_text(records, page_plots(all_cells) if plots else []):
             problems.append(f"{page}: out of date with the records: {hint}")
     except FileNotFoundError:
         problems.append(f"{page}: missing: {hint}")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{page}: cannot be read ({exc})")
-    for spec in plot_specs(cells(records)) if plots else []:
+    for spec in plot_specs(all_cells) if plots else []:
         path = out / PLOTS_DIR / spec.file
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(len(PNG_MAGIC))
+            data = path.read_bytes()
         except FileNotFoundError:
             problems.append(f"{path}: missing plot: {hint}")
             continue
         except OSError as exc:
             problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
             continue
-        if head != PNG_MAGIC:
+        if not data.startswith(PNG_MAGIC):
             problems.append(f"{path}: not a PNG file: {hint}")
+            continue
+        drawn = png_text(data).get(DATA_KEY)
+        if drawn != data_digest(spec.kind, spec.select(all_cells), spec.title):
+            why = ("it carries no digest of the data it was drawn from" if drawn is None
+                   else "drawn from other data than the records give it")
+            problems.append(f"{path}: plot out of date with the records ({why}): {hint}")
     return problems

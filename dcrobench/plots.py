@@ -2,12 +2,18 @@
 robust score against cost (a Pareto plot) and robust accuracy against the attack radius (``eps_sweep``), as small
 multiples with one colour and marker per method.
 
-Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themselves)."""
+Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themselves). Each PNG carries, in a
+``tEXt`` chunk named :data:`DATA_KEY`, the digest of the data it was drawn from (:func:`data_digest`), so that
+`leaderboard check` knows a plot is stale when the records it was drawn from change."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import statistics
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,56 @@ from .aggregate import KIND_ORDER, Cell, method_labels
 from .stats import sample_std
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: the PNG text key of the digest of a plot's data
+DATA_KEY = "dcrobench-data"
+#: bump when the plots draw their data differently: every published plot is then out of date
+PLOT_FORMAT = 1
+#: the fields of a cell each kind of plot draws (besides the method, hash and kind, which give every cell its
+#: label, colour and marker, and the budget, which gives its panel). A plotter that reads another field of a cell
+#: must name it here, or check will not see its plot go stale when that field changes.
+PLOT_FIELDS = {
+    "scatter": ("standard", "robust"),
+    "pareto": ("robust", "cost_s"),
+    "budget": ("norm", "standard", "robust"),
+    "eps": ("eps_curves",),
+}
+
+
+def plot_data(kind: str, cells: list[Cell], title: str) -> dict[str, Any]:
+    """Exactly what a plot of ``kind`` draws of ``cells`` (in their order) under ``title``."""
+    rows = []
+    for c in cells:
+        row: dict[str, Any] = {"method": c.method, "hash": c.hash, "kind": c.kind, "budget": c.budget}
+        for name in PLOT_FIELDS[kind]:
+            value = getattr(c, name)
+            row[name] = [sorted(d.items()) if d else None for d in value] if name == "eps_curves" else value
+        rows.append(row)
+    return {"format": PLOT_FORMAT, "plot": kind, "title": title, "cells": rows}
+
+
+def data_digest(kind: str, cells: list[Cell], title: str) -> str:
+    """``sha256:<hex>`` of :func:`plot_data`: what a published plot carries and check recomputes from the records."""
+    blob = json.dumps(plot_data(kind, cells, title), sort_keys=True, separators=(",", ":"))  # NaN costs: "NaN"
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` chunks of PNG bytes (key -> text), read up to the first damaged chunk; {} for no PNG."""
+    if not data.startswith(PNG_MAGIC):
+        return {}
+    out, i = {}, len(PNG_MAGIC)
+    while i + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + length]
+        if len(body) != length or data[i + 8 + length:i + 12 + length] != struct.pack(">I", zlib.crc32(kind + body)):
+            break
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, text = body.partition(b"\0")
+            out.setdefault(key.decode("latin-1"), text.decode("latin-1"))
+        if kind == b"IEND":
+            break
+        i += 12 + length
+    return out
 
 
 def _figure():
@@ -26,11 +82,12 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, digest: str) -> None:
+    """The PNG, with the digest of its data and no Software entry (the same bytes for the same data)."""
     from .fileio import atomic_write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None, DATA_KEY: digest})
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -98,7 +155,7 @@ def scatter(cells: list[Cell], path: Path, title: str) -> None:
     axes[0].set_ylabel("robust score (%)")
     fig.suptitle(title)
     _legend(axes[-1], methods, style, full_as_lines=True)
-    _save(fig, path)
+    _save(fig, path, data_digest("scatter", cells, title))
     plt.close(fig)
 
 
@@ -143,7 +200,7 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
     axes[0].set_ylabel("robust score (%)")
     fig.suptitle(title)
     _legend(axes[-1], methods, style)
-    _save(fig, path)
+    _save(fig, path, data_digest("pareto", cells, title))
     plt.close(fig)
 
 
@@ -180,7 +237,7 @@ def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     _legend(axes[0][-1], methods, style, full_as_lines=True)
-    _save(fig, path)
+    _save(fig, path, data_digest("budget", cells, title))
     plt.close(fig)
 
 
@@ -207,5 +264,5 @@ def eps_curves(cells: list[Cell], path: Path, title: str) -> None:
     axes[0].set_ylabel("robust accuracy (%)")
     fig.suptitle(title)
     _legend(axes[-1], methods, style)
-    _save(fig, path)
+    _save(fig, path, data_digest("eps", cells, title))
     plt.close(fig)

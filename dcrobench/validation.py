@@ -17,6 +17,8 @@ from .results import SCHEMA_VERSION, Record, load_records
 
 SCHEMA_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 TOLERANCE = 1e-12
+#: evaluation fields that schema 2 introduced (aggregation reads them, so a v1 record must not smuggle them in)
+SCHEMA_2_EVALUATION_KEYS = ("flags", "eps_curve", "extra_attacks")
 
 
 def schema_file(version: int) -> str:
@@ -88,6 +90,9 @@ def _consistency_errors(rec: dict[str, Any]) -> list[str]:
         ev = rec[part]
         if ev["robust_acc"] > min([ev["clean_acc"], *ev["attacks"].values()]) + TOLERANCE:
             errors.append(f"{part}: robust_acc is not the worst case of clean and every attack")
+    if rec["schema_version"] == 1:  # its schema leaves evaluations open: what only schema 2 defines is refused here
+        errors += [f"{part}/{key}: schema_version 1 records carry no {key} (schema 2 defines it)"
+                   for part in ("standard", "adversarial") for key in SCHEMA_2_EVALUATION_KEYS if key in rec[part]]
     if rec["schema_version"] >= 2:
         errors += [e for part in ("standard", "adversarial") for e in _flag_errors(part, rec[part])]
         errors += [e for part in ("standard", "adversarial") if rec[part].get("extra_attacks")

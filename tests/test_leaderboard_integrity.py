@@ -271,3 +271,203 @@ def test_leaderboard_and_plots_do_not_import_each_other():
     code = ("import sys, dcrobench.plots; assert 'dcrobench.leaderboard' not in sys.modules; "
             "import dcrobench.leaderboard")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# --- issue: check re-derives what it can of a record, and knows a stale plot ----------------------------------------
+V4 = ["random_mnist5k_b10_mlp_l2_s0", "random_mnist5k_b10_mlp_linf_s0", "random_mnist5k_b10_mlp_l2_s1",
+      "full_mnist5k_full_mlp_l2_s0"]
+
+
+@pytest.fixture
+def v4results(tmp_path) -> Path:
+    """Committed quick v4 records (schema 2, with robustness curves), whose protocol is the built-in quick."""
+    root = tmp_path / "v4results"
+    for stem in V4:
+        (src,) = COMMITTED.glob(f"quick-v4/mnist5k/*/{stem}_*.json")
+        dst = root / src.relative_to(COMMITTED)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return root
+
+
+def record_at(root: Path, stem: str) -> tuple[Path, dict]:
+    (path,) = root.rglob(f"{stem}_*.json")
+    return path, json.loads(path.read_text())
+
+
+def check_lines(root: Path, out: Path, *extra: str) -> list[str]:
+    """The error lines of a failing check (exit 1, each stderr line one `error:` line)."""
+    return assert_error_lines(cli("leaderboard", "check", "--results", str(root), "--out", str(out), *extra), 1)
+
+
+def about(path: Path, lines: list[str]) -> list[str]:
+    """The lines about one record (an unpublished folder adds its own)."""
+    return [line for line in lines if line.startswith(f"error: {path}: ")]
+
+
+def of(lines: list[str], path: Path, field: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"error: {path}: {field}: ")]
+
+
+def test_untouched_records_and_publish_pass_with_notes_for_what_cannot_be_re_derived(results, v4results, tmp_path):
+    for root, out in ((results, tmp_path / "lb1"), (v4results, tmp_path / "lb4")):
+        assert cli("leaderboard", "publish", "--results", str(root), "--out", str(out)).exit_code == 0
+        res = cli("leaderboard", "check", "--results", str(root), "--out", str(out))
+        assert res.exit_code == 0 and res.stderr == "", res.output
+        assert all(png.read_bytes().count(b"dcrobench-data\x00sha256:") == 1 for png in (out / "plots").glob("*.png"))
+    # quick v1 is no longer the built-in protocol: said once, not an error
+    res = cli("leaderboard", "check", "--results", str(results), "--out", str(tmp_path / "lb1"))
+    (note,) = [line for line in res.stdout.splitlines() if line.startswith("note: ")]
+    assert note.startswith("note: quick v1: ε of 5 records not re-derived") and "is now v4" in note
+
+
+def test_check_re_derives_eps_from_the_protocol_and_dataset(v4results, tmp_path):
+    path, rec = record_at(v4results, "random_mnist5k_b10_mlp_l2_s0")
+    path.write_text(json.dumps(dict(rec, eps=1.0)))
+    lines = check_lines(v4results, tmp_path / "lb")
+    (line,) = of(lines, path, "eps")
+    assert "1 in the record" in line and "protocol quick v4 gives 1.35504 for mnist5k l2" in line
+    assert of(lines, path, "adversarial/eps_curve")  # the curve's radii are no longer multiples of it
+
+
+def test_check_compares_eps_with_the_other_records_where_the_protocol_is_gone(results, tmp_path):
+    path, rec = record_at(results, "random_mnist5k_b10_mlp_linf_s1")
+    path.write_text(json.dumps(dict(rec, eps=0.3)))
+    (line,) = about(path, check_lines(results, tmp_path / "lb"))  # no quick v1: 4 other records say 0.1
+    assert line.startswith(f"error: {path}: eps: 0.3 in the record, but 4 other records of quick v1 · mnist5k · linf "
+                           "have 0.1")
+
+
+def test_check_re_derives_the_budget_from_the_set_counts(v4results, tmp_path):
+    path, rec = record_at(v4results, "random_mnist5k_b10_mlp_l2_s0")
+    path.write_text(json.dumps(dict(rec, budget={**rec["budget"], "ipc": 50})))
+    (line,) = about(path, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {path}: budget/ipc: 50 in the record, but ")
+    assert "says 'b10'" in line and "per_class_counts hold at most 10 images per class" in line
+    assert "compression/budget says 10" in line
+    # moved to the path of budget 50 as well: the counts still say 10
+    moved = path.with_name(path.name.replace("_b10_", "_b50_"))
+    path.rename(moved)
+    (line,) = about(moved, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {moved}: budget/ipc: ") and "at most 10 images" in line and "path" not in line
+
+
+def test_check_re_derives_the_cell_from_the_path(v4results, tmp_path):
+    path, rec = record_at(v4results, "random_mnist5k_b10_mlp_l2_s0")
+    moved = v4results / "quick-v4" / "digits" / "random" / path.name.replace("_mnist5k_", "_digits_")
+    moved.parent.mkdir(parents=True)
+    path.rename(moved)
+    lines = check_lines(v4results, tmp_path / "lb")
+    (line,) = about(moved, lines)
+    assert line.startswith(f"error: {moved}: dataset: 'mnist5k' in the record, but its path ") and "says 'digits'" in line
+    # the record edited instead: its path, its compression block and its protocol's ε for digits disagree
+    moved.rename(path)
+    path.write_text(json.dumps(dict(rec, dataset="digits")))
+    lines = check_lines(v4results, tmp_path / "lb")
+    (line,) = of(lines, path, "dataset")
+    assert "says 'mnist5k'" in line and "compression/dataset says 'mnist5k'" in line
+    assert of(lines, path, "eps")
+    # seed and norm from the file name
+    path.write_text(json.dumps(rec))
+    renamed = path.with_name(path.name.replace("_s0_", "_s7_"))
+    path.rename(renamed)
+    (line,) = about(renamed, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {renamed}: seed: 0 in the record, but its path ") and "says 's7'" in line
+    # a file name that is no cell's
+    odd = renamed.with_name("my-random-run.json")
+    renamed.rename(odd)
+    (line,) = about(odd, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {odd}: path: ") and path.name in line
+
+
+def test_check_holds_the_eps_curve_below_clean_accuracy(v4results, tmp_path):
+    path, rec = record_at(v4results, "random_mnist5k_b10_mlp_linf_s0")
+    adv = rec["adversarial"]
+    curve = [dict(p) for p in adv["eps_curve"]]
+    curve[0]["robust_acc"] = min(1.0, adv["clean_acc"] + 0.1)  # 0.25 x eps: above the model's clean accuracy
+    path.write_text(json.dumps(dict(rec, adversarial={**adv, "eps_curve": curve})))
+    (line,) = about(path, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {path}: adversarial/eps_curve: robust accuracy above the clean accuracy")
+    assert "0.25×ε" in line
+    # the point at 1 x eps is the robust accuracy itself
+    curve = [dict(p) for p in adv["eps_curve"]]
+    next(p for p in curve if p["multiple"] == 1.0)["robust_acc"] = adv["robust_acc"] + 0.01
+    path.write_text(json.dumps(dict(rec, adversarial={**adv, "eps_curve": curve})))
+    (line,) = about(path, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {path}: adversarial/eps_curve: ") and "at 1×ε" in line
+    # a curve with other multiples than the protocol sweeps
+    curve = [dict(p) for p in adv["eps_curve"] if p["multiple"] != 2.0]
+    path.write_text(json.dumps(dict(rec, adversarial={**adv, "eps_curve": curve})))
+    (line,) = about(path, check_lines(v4results, tmp_path / "lb"))
+    assert line.startswith(f"error: {path}: adversarial/eps_curve: ") and "protocol quick v4 sweeps" in line
+
+
+def test_check_takes_protocol_files_for_protocols_that_are_not_built_in(v4results, tmp_path):
+    import yaml
+
+    from dcrobench.protocol import load_protocol
+
+    raw = yaml.safe_load((REPO / "benchmarks" / "protocols" / "quick.yaml").read_text())
+    (tmp_path / "custom.yaml").write_text(yaml.safe_dump(dict(raw, name="custom")))
+    custom = load_protocol(str(tmp_path / "custom.yaml"))
+    root = tmp_path / "custom-results"
+    for src in v4results.rglob("*.json"):
+        rec = json.loads(src.read_text())
+        rec["protocol"] = {"name": "custom", "version": 4, "hash": custom.hash_for(rec["method"]["name"])}
+        folder = src.parent.relative_to(v4results / "quick-v4")  # the dataset and method folders
+        dst = root / "custom-v4" / folder / f"{src.stem.rsplit('_', 1)[0]}_{rec['protocol']['hash']}.json"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(json.dumps(dict(rec, eps=0.5) if "b10_mlp_linf_s0" in src.name else rec))
+    lines = check_lines(root, tmp_path / "lb")  # without the file, the ε is compared with the other records' only
+    assert not [line for line in lines if ": eps: " in line]
+    lines = check_lines(root, tmp_path / "lb", "--protocol", str(tmp_path / "custom.yaml"))
+    (line,) = [line for line in lines if ": eps: " in line]
+    assert "b10_mlp_linf_s0" in line and "protocol custom v4 gives 0.1 for mnist5k linf" in line
+
+
+def _without_text(png: bytes) -> bytes:
+    """The PNG without its tEXt chunks."""
+    import struct
+
+    out, i = [png[:8]], 8
+    while i < len(png):
+        (length,) = struct.unpack(">I", png[i:i + 4])
+        if png[i + 4:i + 8] != b"tEXt":
+            out.append(png[i:i + 12 + length])
+        i += 12 + length
+    return b"".join(out)
+
+
+def test_check_knows_a_plot_drawn_from_other_data(results, tmp_path):
+    out = tmp_path / "lb"
+    assert cli("leaderboard", "publish", "--results", str(results), "--out", str(out)).exit_code == 0
+    drawn = {p: p.read_bytes() for p in (out / "plots").glob("*.png")}
+    path, rec = record_at(results, "random_mnist5k_b10_mlp_linf_s1")  # a standard score changes
+    path.write_text(json.dumps(dict(rec, scores={**rec["scores"], "standard": 0.99},
+                                    standard={**rec["standard"], "clean_acc": 0.99})))
+    assert cli("leaderboard", "publish", "--results", str(results), "--out", str(out)).exit_code == 0
+    for p, data in drawn.items():  # the tables are published again, the plots kept
+        p.write_bytes(data)
+    lines = check_lines(results, out)
+    assert len(lines) == 2 and all("plot out of date with the records (drawn from other data" in line for line in lines)
+    # the scatter and budget plots draw standard scores; the Pareto plot draws only robust scores and costs
+    assert sorted(line.split(": ")[1].rsplit("/", 1)[1] for line in lines) == [
+        "quick-v1-mnist5k-linf-scatter.png", "quick-v1-mnist5k-mlp-budget.png"]
+    assert all(f"run `dcrobench leaderboard publish --results {results} --out {out}`" in line for line in lines)
+    # a plot without the digest of its data is stale too
+    assert cli("leaderboard", "publish", "--results", str(results), "--out", str(out)).exit_code == 0
+    pareto = out / "plots" / "quick-v1-mnist5k-linf-pareto.png"
+    pareto.write_bytes(_without_text(pareto.read_bytes()))
+    (line,) = check_lines(results, out)
+    assert line.startswith(f"error: {pareto}: plot out of date") and "carries no digest" in line
+
+
+def test_a_schema_1_record_cannot_carry_what_only_schema_2_defines():
+    """Schema 1 leaves evaluations open: an eps_curve smuggled into a v1 record crashed check, publish and render."""
+    from dcrobench.validation import record_errors
+
+    path = next(Path(__file__).parent.parent.glob("leaderboard/records/quick-v1/mnist5k/random/*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["schema_version"] == 1 and record_errors(rec) == []
+    rec["adversarial"]["eps_curve"] = [{"multiple": 1, "eps": 0.1, "robust_acc": "x"}]
+    assert record_errors(rec) == ["adversarial/eps_curve: schema_version 1 records carry no eps_curve (schema 2 defines it)"]
