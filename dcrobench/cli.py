@@ -22,6 +22,14 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
+def _fail_os(exc: OSError) -> None:
+    """A file that could not be written or read mid-run (disk full, a folder made read-only): one line. Files are
+    written atomically, so nothing half-written is left, and what finished is kept for the re-run."""
+    where = f" {exc.filename}" if exc.filename else ""
+    _fail(DcrobenchError(f"cannot write or read{where} ({exc.strerror or exc}): finished records and stages are kept; "
+                         "fix it and re-run the same command to resume"))
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that every command stops the same way."""
 
@@ -240,6 +248,8 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
                           data_root=data_root, download=download, save_models=save_models, progress=progress)
     except DcrobenchError as exc:
         _fail(exc)
+    except OSError as exc:  # disk full, read-only or unreadable mid-run
+        _fail_os(exc)
     except KeyboardInterrupt as exc:
         _interrupted(results_dir, exc)
     rows = [[r.method.name, r.dataset, r.budget.ipc or "full", r.model, r.norm, r.seed,
@@ -278,6 +288,8 @@ def compress(method, dataset, budget, seed, protocol, out, data_root, download, 
         counts = comp.per_class_counts(int(comp.labels.max()) + 1)
     except DcrobenchError as exc:
         _fail(exc)
+    except OSError as exc:  # disk full, read-only or unreadable mid-run
+        _fail_os(exc)
     click.echo(f"wrote {len(comp)} images ({counts} per class) to {out}")
 
 
@@ -306,6 +318,8 @@ def import_set(files, fmt, dataset, name, normalized, experiment, out, data_root
                               experiment=experiment, data_root=data_root, download=download)
     except DcrobenchError as exc:
         _fail(exc)
+    except OSError as exc:  # disk full, read-only or unreadable mid-run
+        _fail_os(exc)
     counts = comp.provenance.per_class_counts
     click.echo(f"wrote {len(comp)} images ({counts} per class, {100 * comp.meta['clipped_fraction']:.2f}% of pixels "
                f"clipped to [0, 1]) to {out}")
@@ -347,6 +361,8 @@ def sweep(grid_file, results_dir, executor, workers, ray_address, device, thread
         sys.exit(128 + exc.signum)
     except DcrobenchError as exc:
         _fail(exc)
+    except OSError as exc:  # disk full, read-only or unreadable mid-run
+        _fail_os(exc)
     click.echo(f"grid {grid.name}: {summary['tasks']} tasks, {summary['already_done']} already done, {summary['ran']} run, "
                f"{summary['failed']} failed; stages computed {summary['computed']}, loaded {summary['loaded']}")
     if summary["failed"]:

@@ -330,3 +330,29 @@ def test_a_saved_sets_identity_covers_its_extra_radius(saved, tmp_path):
         t = t.to(dtype).contiguous()
         legacy.update(f"{name}:{tuple(t.shape)};".encode() + t.numpy().tobytes())
     assert plain == legacy.hexdigest()
+
+
+def test_a_full_disk_mid_run_is_one_error_line_leaves_nothing_half_written_and_resumes(tmp_path, monkeypatch):
+    """A full disk (or a folder made read-only) mid-run ended in a traceback; nothing half-written was left and
+    resume worked: keep that."""
+    import errno
+
+    import dcrobench.fileio as fileio
+
+    write = fileio._atomic_write
+
+    def full(path, *args, **kwargs):
+        if Path(path).suffix == ".json" and STAGES_DIRNAME not in Path(path).parts:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(fileio, "_atomic_write", full)
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    (line,) = [entry for entry in res.output.splitlines() if entry.startswith("error:")]
+    assert "No space left on device" in line and "re-run the same command to resume" in line
+    assert record_paths(tmp_path) == [] and not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.setattr(fileio, "_atomic_write", write)
+    res = invoke(*RUN, "-m", "random", "--results", str(tmp_path))
+    assert res.exit_code == 0 and "computed" not in res.output.replace("loaded from the stage cache", "")
+    assert len(record_paths(tmp_path)) == 1
