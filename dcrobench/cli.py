@@ -241,7 +241,8 @@ def run(method, compressed_file, dataset, budget, model, protocol, norms, seeds,
         proto = load_protocol(protocol)
         _warn_failures(registries())
         if not quiet:  # records carry the per-method hash: other methods' parameters are left out of it
-            which = f"hash for {method}: {proto.hash_for(method)}, " if method else ""
+            blocks = registries().methods.get(method).protocol_blocks if method else ()
+            which = f"hash for {method}: {proto.hash_for(method, blocks)}, " if method else ""
             click.echo(f"protocol {proto.name} v{proto.version} ({which}file hash {proto.hash})", err=True)
         records = api.run(method, dataset, budget=budget, model=model, protocol=proto, norms=norms, seeds=seeds,
                           compressed=compressed_file, results=results_dir, device=device, threads=threads,
@@ -604,7 +605,14 @@ def leaderboard_publish(results_dir: Path, out_dir: Path, plots: bool, force: bo
 @click.option("--protocol", "protocol_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="a protocol file records were made under (repeatable); records of a built-in protocol's current "
                    "version need none")
-def leaderboard_check(results_dir: Path, out_dir: Path, protocol_files: tuple[Path, ...]) -> None:
+@click.option("--recompute", type=click.IntRange(min=0), default=0, show_default=True,
+              help="also re-run this many sampled cells with the current code (empty caches) and fail on any number "
+                   "that moved")
+@click.option("--recompute-seed", type=int, default=0, show_default=True, help="which cells --recompute samples")
+@click.option("--cheapest", is_flag=True, help="--recompute takes the cheapest cells (by recorded cost) instead")
+@DATA_ROOT_OPTION
+def leaderboard_check(results_dir: Path, out_dir: Path, protocol_files: tuple[Path, ...], recompute: int,
+                      recompute_seed: int, cheapest: bool, data_root: Path | None) -> None:
     """Fail on invalid or duplicate records, on one cell claimed under different protocol hashes, on a record that
     disagrees with what can be re-derived of it (its ε from its protocol and dataset, its budget from its set's
     per-class counts, its cell from its path, a robustness curve above the clean accuracy), on a stale index or a
@@ -624,6 +632,17 @@ def leaderboard_check(results_dir: Path, out_dir: Path, protocol_files: tuple[Pa
     problems += derived.problems
     if not (checked.invalid or checked.conflicts):  # what publish would write can only be checked when it can run
         problems += check_published(checked.records, results_dir, out_dir)
+    if recompute and not problems:  # re-running is only worth it for a folder that passes everything else
+        from .recompute import recompute as recompute_cells
+
+        try:
+            again = recompute_cells(checked.records, recompute, seed=recompute_seed, cheapest=cheapest,
+                                    data_root=data_root, protocol_files=protocols,
+                                    log=lambda line: click.echo(line, err=True))
+        except DcrobenchError as exc:
+            _fail(exc)
+        problems += again.problems
+        derived.notes += again.notes
     for line in derived.notes:
         click.echo(f"note: {line}")
     for line in problems:

@@ -282,37 +282,129 @@ def version_section(name: str, version: int, cells_: list[Cell], level: str = "#
 
 
 def changelog_lines(by_version: dict[tuple[str, int], list[Cell]]) -> list[str]:
+    """One line per protocol version (its hashes are listed in its own file only)."""
     lines = []
     for name in sorted({n for n, _ in by_version}):
         vs = sorted(v for n, v in by_version if n == name)
         for i, v in enumerate(vs):
-            hashes = sorted({c.hash for c in by_version[(name, v)]})
             change = "first published" if i == 0 else f"protocol version changed from v{vs[i - 1]}; v{vs[i - 1]} archived"
-            lines.append(f"- {name} v{v} ({', '.join(hashes)}): {change}")
+            lines.append(f"- [{name} v{v}]({version_file(name, v)}): {change}")
     return lines
 
 
-def publish_markdown(records: Iterable[Record], command: str) -> str:
+#: the second paragraph of every per-version file publish writes (how check and publish know one of their own)
+VERSION_MARK = "Part of the leaderboard `dcrobench leaderboard publish` writes"
+
+
+def version_file(name: str, version: int) -> str:
+    """The markdown file (in the published folder) holding one protocol version's tables."""
+    return f"{safe_name(name)}-v{version}.md"
+
+
+def _by_version(all_cells: list[Cell]) -> dict[tuple[str, int], list[Cell]]:
     by_version: dict[tuple[str, int], list[Cell]] = {}
-    all_cells = cells(records)
     for c in all_cells:
         by_version.setdefault((c.protocol, c.version), []).append(c)
-    latest = {name: max(v for n, v in by_version if n == name) for name, _ in by_version}
+    return by_version
+
+
+def _latest(by_version: dict[tuple[str, int], list[Cell]]) -> dict[str, int]:
+    return {name: max(v for n, v in by_version if n == name) for name, _ in by_version}
+
+
+def version_markdown(name: str, version: int, cells_: list[Cell], latest: int) -> str:
+    """One protocol version's file: the legend, its protocol hashes, its tables and plots."""
+    status = ("the latest version of this protocol" if version == latest
+              else f"archived: v{latest} is the latest version of this protocol")
+    parts = [f"{TITLE} · {name} v{version}", "",
+             f"{VERSION_MARK} — do not edit by hand; see the [index]({INDEX_FILE}). {name} v{version} is {status}.",
+             "", *legend_lines(), ""]
+    parts += version_section(name, version, cells_)
+    return "\n".join(parts)
+
+
+def _best_rows(by_version: dict[tuple[str, int], list[Cell]], latest: dict[str, int]) -> list[list]:
+    rows = []
+    for name in sorted(latest):
+        own = by_version[(name, latest[name])]
+        keys = sorted({(c.dataset, c.model, c.norm, c.budget) for c in own if c.budget is not None},
+                      key=lambda k: (k[0], k[1], k[2] != "linf", k[2], k[3]))
+        for dataset, model, norm, budget in keys:
+            sel = [c for c in own if (c.dataset, c.model, c.norm, c.budget) == (dataset, model, norm, budget)]
+            best = max(statistics.fmean(c.robust) for c in sel)
+            top = [c for c in sel if statistics.fmean(c.robust) == best]
+            label = method_labels(sel)
+            rows.append([f"[{name} v{latest[name]}]({version_file(name, latest[name])})", dataset, model, norm, budget,
+                         ", ".join(sorted(label[(c.method, c.hash)] for c in top)), score_text(top[0], "robust")])
+    return rows
+
+
+def index_markdown(all_cells: list[Cell], command: str) -> str:
+    """The published index: which protocol versions there are (records, methods, file of each), where the best
+    robust score of each dataset, model, norm and budget of a latest version is, the paper reproduction and the
+    changelog."""
+    by_version = _by_version(all_cells)
+    latest = _latest(by_version)
     parts = [TITLE, "",
              f"{PUBLISH_MARK[len(TITLE) + 2:]}, run in this folder — do not edit by hand; "
-             "`dcrobench leaderboard check` fails when this file or a plot is out of date.", "",
+             "`dcrobench leaderboard check` fails when this file, a protocol version's file or a plot is out of "
+             "date.", "",
              f"    {command}", "",
-             *legend_lines(), ""]
+             "## Protocol versions", "",
+             f"{sum(c.n for c in all_cells)} records in {len(by_version)} protocol version(s) of {len(latest)} "
+             "protocol(s). Each protocol version has its own file with its tables, plots and protocol hashes; versions are never "
+             "mixed.", ""]
+    rows = []
+    for name, version in sorted(by_version, key=lambda k: (k[0], -k[1])):
+        cs = by_version[(name, version)]
+        rows.append([f"[{name} v{version}]({version_file(name, version)})",
+                     "latest" if version == latest[name] else "archived", sum(c.n for c in cs),
+                     len({c.method for c in cs}), ", ".join(sorted({c.dataset for c in cs})),
+                     ", ".join(sorted({c.norm for c in cs}, key=lambda n: (n != "linf", n))),
+                     ", ".join(str(b) for b in sorted({c.budget for c in cs if c.budget is not None}))])
+    parts += [tabulate(rows, headers=["protocol version", "status", "records", "methods", "datasets", "norms",
+                                      "budgets / class"], tablefmt="github", disable_numparse=True), ""]
+    parts += ["## Best robust score", "",
+              "Per dataset, model, norm and budget of each protocol's latest version (the full-data baseline "
+              "excluded); score as in the tables: `mean ± std [95% CI] n=seeds`, in %.", "",
+              tabulate(_best_rows(by_version, latest),
+                       headers=["protocol version", "dataset", "model", "norm", "budget / class", "best method",
+                                "robust score"], tablefmt="github", disable_numparse=True), ""]
     parts += reproduction.markdown_lines(all_cells)
-    for name in sorted(latest):
-        parts += version_section(name, latest[name], by_version[(name, latest[name])])
-    archived = sorted(((n, v) for n, v in by_version if v != latest[n]), reverse=True)
-    if archived:
-        parts += ["## Archive", ""]
-        for n, v in archived:
-            parts += version_section(n, v, by_version[(n, v)], level="###")
     parts += ["## Changelog", ""] + changelog_lines(by_version) + [""]
     return "\n".join(parts)
+
+
+def publish_files(records: Iterable[Record], command: str) -> dict[str, str]:
+    """Every markdown file publish writes (name in the published folder -> text), the index first."""
+    all_cells = cells(records)
+    by_version = _by_version(all_cells)
+    latest = _latest(by_version)
+    files = {INDEX_FILE: index_markdown(all_cells, command)}
+    for (name, version), cs in sorted(by_version.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        files[version_file(name, version)] = version_markdown(name, version, cs, latest[name])
+    return files
+
+
+def publish_markdown(records: Iterable[Record], command: str) -> str:
+    """All the markdown publish writes in one text (the index, then each protocol version's file)."""
+    return "\n".join(publish_files(records, command).values())
+
+
+def _own_version_files(out: Path) -> list[Path]:
+    """Per-version files an earlier publish wrote into ``out``."""
+    found = []
+    for path in sorted(out.glob("*.md")) if out.is_dir() else []:
+        if path.name == INDEX_FILE:
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                head = fh.read(2000)
+        except OSError:
+            continue
+        if head.startswith(TITLE) and VERSION_MARK in head:
+            found.append(path)
+    return found
 
 
 def publish_command(results_dir: Path, out_dir: Path) -> str:
@@ -327,7 +419,7 @@ def publish_command(results_dir: Path, out_dir: Path) -> str:
 
 
 def publish(records: list[Record], out_dir: Path, command: str, plots: bool = True) -> list[str]:
-    """Write the index markdown and the PNG plots of valid, distinct records; returns the files written."""
+    """Write the index markdown, one markdown file per protocol version and the PNG plots of valid, distinct records; returns the files written."""
     from .fileio import atomic_write_text
 
     out = Path(out_dir)
@@ -339,8 +431,14 @@ def publish(records: list[Record], out_dir: Path, command: str, plots: bool = Tr
             PLOTTERS[spec.kind](spec.select(all_cells), path, spec.title)
             written.append(str(path))
     page = write_page(records, out, page_plots(all_cells) if plots else [])
-    atomic_write_text(out / INDEX_FILE, publish_markdown(records, command))  # last: it names the plots
-    return [str(out / INDEX_FILE), str(page), *written]
+    files = publish_files(records, command)
+    for path in _own_version_files(out):  # a protocol version no longer in the records
+        if path.name not in files:
+            path.unlink()
+    for name, text in list(files.items())[1:]:
+        atomic_write_text(out / name, text)
+    atomic_write_text(out / INDEX_FILE, files[INDEX_FILE])  # last: it names the other files
+    return [str(out / name) for name in files] + [str(page), *written]
 
 
 def page_plots(cells_: list[Cell]) -> list[tuple[str, str]]:
@@ -349,21 +447,27 @@ def page_plots(cells_: list[Cell]) -> list[tuple[str, str]]:
 
 
 def check_published(records: list[Record], results_dir: Path, out_dir: Path, plots: bool = True) -> list[str]:
-    """What is missing or stale in a published folder, one line each: the index, the web page and every plot
+    """What is missing or stale in a published folder, one line each: the index, every protocol version's file
+    (and one an earlier publish left for a version the records no longer have), the web page and every plot
     publish writes (``plots=False``: a folder published with ``--no-plots``). A plot is stale when the digest of
     the data it was drawn from, which publish writes into the PNG, is not that of the data the records give it."""
     out = Path(out_dir)
     hint = f"run `dcrobench leaderboard publish --results {results_dir} --out {out_dir}`"
     problems = []
-    index = out / INDEX_FILE
-    expected = publish_markdown(records, publish_command(results_dir, out_dir)).encode()
-    try:
-        if index.read_bytes() != expected:
-            problems.append(f"{index}: out of date with the records: {hint}")
-    except FileNotFoundError:
-        problems.append(f"{index}: missing: {hint}")
-    except OSError as exc:
-        problems.append(f"{index}: cannot be read ({exc.strerror or exc})")
+    files = publish_files(records, publish_command(results_dir, out_dir))
+    for name, text in files.items():
+        path = out / name
+        try:
+            if path.read_bytes() != text.encode():
+                problems.append(f"{path}: out of date with the records: {hint}")
+        except FileNotFoundError:
+            problems.append(f"{path}: missing: {hint}")
+        except OSError as exc:
+            problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
+    for path in _own_version_files(out):
+        if path.name not in files:
+            problems.append(f"{path}: left by an earlier publish for a protocol version the records no longer "
+                            f"have: {hint}")
     all_cells = cells(records)
     page = out / PAGE_FILE
     try:

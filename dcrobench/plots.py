@@ -2,6 +2,12 @@
 robust score against cost (a Pareto plot) and robust accuracy against the attack radius (``eps_sweep``), as small
 multiples with one colour and marker per method.
 
+Readable at 25 methods: every method has its own colour (a 25-colour palette) and marker and a number, written
+beside each of its points and in front of its name in the legend (complete, one entry per method). Score axes
+start at 0 unless every score drawn is well above it; then the axis spans at least :data:`MIN_SPAN` points and is
+marked as broken (diagonal marks on the spine and "axis from N, not 0" in its label), so that a difference of a
+point never fills a panel.
+
 Plots draw cells of :mod:`dcrobench.aggregate` (they never group records themselves). Each PNG carries, in a
 ``tEXt`` chunk named :data:`DATA_KEY`, the digest of the data it was drawn from (:func:`data_digest`), so that
 `leaderboard check` knows a plot is stale when the records it was drawn from change."""
@@ -24,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: the PNG text key of the digest of a plot's data
 DATA_KEY = "dcrobench-data"
 #: bump when the plots draw their data differently: every published plot is then out of date
-PLOT_FORMAT = 1
+PLOT_FORMAT = 2
 #: the fields of a cell each kind of plot draws (besides the method, hash and kind, which give every cell its
 #: label, colour and marker, and the budget, which gives its panel). A plotter that reads another field of a cell
 #: must name it here, or check will not see its plot go stale when that field changes.
@@ -96,63 +102,135 @@ def _pct(values: list[float]) -> tuple[float, float]:
     return 100 * statistics.fmean(values), 100 * (sample_std(values) or 0.0)
 
 
-#: one marker per method beside its colour: the 11th method reuses a hue (light shade) with another marker
+#: one marker per method beside its colour; colour and marker cycle at different paces (25 and 12), so no two of
+#: the first 300 methods look alike
 MARKERS = "osD^vP*Xph<>"
+#: 25 colours far apart from each other (tab10, then Kelly's colours of maximum contrast, pale ones left out)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#000000", "#875692", "#f6a600", "#a1caf1", "#be0032", "#c2b280", "#008856", "#e68fac",
+           "#0067a5", "#604e97", "#b3446c", "#882d17", "#8db600", "#654522", "#2b3d26")
+#: a score axis whose scores all lie above this (in %) is not drawn from 0 but marked as broken
+ZERO_BELOW = 15.0
+#: the least span (points of %) of a score axis that does not start at 0
+MIN_SPAN = 20.0
 
 
 def method_styles(cells: list[Cell], label: dict) -> tuple[list[str], dict[str, tuple[Any, str]]]:
-    """Methods in table order and one (colour, marker) each, no two alike and the same in every plot: tab20's
-    ten full hues first, then their light shades, with markers cycling at another pace."""
-    import matplotlib
-
+    """Methods in table order and one (colour, marker) each, no two alike and the same in every plot of cells
+    with the same methods; a method's number in the plots is its place in this order, from 1."""
     kind = {label[(c.method, c.hash)]: c.kind for c in cells}
     methods = sorted(kind, key=lambda m: (KIND_ORDER.get(kind[m], 9), m))
-    cmap = matplotlib.colormaps["tab20"]
-    order = [*range(0, 20, 2), *range(1, 20, 2)]
-    return methods, {m: (cmap(order[i % 20]), MARKERS[i % len(MARKERS)]) for i, m in enumerate(methods)}
+    return methods, {m: (PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(methods)}
 
 
-def _panels(plt, n: int, width: float = 4.2, height: float = 3.9):
-    fig, axes = plt.subplots(1, n, figsize=(width * n + 1.8, height), squeeze=False, sharey=True)
+def _numbers(methods: list[str]) -> dict[str, str]:
+    return {m: str(i + 1) for i, m in enumerate(methods)}
+
+
+def _tag(ax, x: float, y: float, text: str, colour) -> None:
+    """A method's number beside its point (its direct label)."""
+    ax.annotate(text, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6.5, color=colour,
+                clip_on=True, annotation_clip=True)
+
+
+def _height(n_methods: int) -> float:
+    """Figure height (inches) that fits a one-column legend of ``n_methods`` entries at font size 7.5."""
+    return max(4.2, 0.19 * n_methods + 1.0)
+
+
+def _panels(plt, n: int, height: float, width: float = 4.6, sharey: bool = True):
+    fig, axes = plt.subplots(1, n, figsize=(width * n + 2.4, height), squeeze=False, sharey=sharey)
     return fig, list(axes[0])
 
 
 def _legend(ax, methods: list[str], style: dict, full_as_lines: bool = False) -> None:
-    """Methods outside the panels; ``full_as_lines``: the full-set baseline is drawn as dotted lines."""
+    """Every method, numbered as beside its points, outside the panels; ``full_as_lines``: the full-set baseline
+    is drawn as dotted lines."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=style[m][0], marker=style[m][1], linestyle="", markersize=7, label=m)
-               for m in methods if not (full_as_lines and m == "full")]
+    number = _numbers(methods)
+    handles = [Line2D([], [], color=style[m][0], marker=style[m][1], linestyle="", markersize=6,
+                      label=f"{number[m]:>2}  {m}") for m in methods if not (full_as_lines and m == "full")]
     if full_as_lines and "full" in methods:
-        handles.append(Line2D([], [], color="grey", linestyle=":", label="full set"))
-    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+        handles.append(Line2D([], [], color="grey", linestyle=":", label="full set (dotted)"))
+    ax.legend(handles=handles, fontsize=7.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
+              handletextpad=0.3, labelspacing=0.35)
+
+
+def score_range(values: list[float]) -> tuple[float, float, bool]:
+    """(low, high, broken) of a score axis (in %) drawing ``values``: from 0 when some value is below
+    :data:`ZERO_BELOW`, else from a multiple of 5 under the lowest value, at least :data:`MIN_SPAN` wide (and
+    ``broken``: the axis is marked as not starting at 0); high is a multiple of 5 over the highest, at most 100
+    unless a value (with its error bar) goes past it."""
+    import math
+
+    values = [v for v in values if v == v]
+    if not values:
+        return 0.0, 100.0, False
+    lo, hi = min(values), max(values)
+    top = math.ceil((hi + 1.5) / 5) * 5
+    if lo < ZERO_BELOW:
+        return 0.0, float(max(top, 10)), False
+    low = math.floor((lo - 1.5) / 5) * 5
+    top = max(top, low + MIN_SPAN)
+    if top > 100 and hi <= 100:
+        low, top = min(low, 100 - MIN_SPAN), 100
+    return float(low), float(top), low > 0
+
+
+def _score_axis(ax, which: str, values: list[float], label: str, mark_label: bool = True) -> None:
+    """Set a score axis (``which``: "x" or "y") by :func:`score_range`; a broken one gets diagonal marks at its
+    start and says so in its label."""
+    low, high, broken = score_range(values)
+    (ax.set_xlim if which == "x" else ax.set_ylim)(low, high)
+    if broken:
+        label = f"{label} · axis from {low:g}, not 0"
+        kw = {"transform": ax.transAxes, "color": "black", "linewidth": 0.9, "clip_on": False}
+        for d in (0.0, 0.018):
+            if which == "y":
+                ax.plot([-0.02, 0.02], [0.005 + d, 0.025 + d], **kw)
+            else:
+                ax.plot([0.005 + d, 0.025 + d], [-0.02, 0.02], **kw)
+    if mark_label:
+        (ax.set_xlabel if which == "x" else ax.set_ylabel)(label)
 
 
 def _budget_title(b: int | None) -> str:
     return "full set" if b is None else f"{b} images / class"
 
 
+def _bars(values: list[tuple[float, float]]) -> list[float]:
+    """The ends of mean ± std error bars: what a score axis must show."""
+    return [v for m, e in values for v in (m - e, m + e)]
+
+
 def scatter(cells: list[Cell], path: Path, title: str) -> None:
-    """Standard vs robust score, one panel per budget (small multiples), one colour and marker per method,
+    """Standard vs robust score, one panel per budget (small multiples), one colour, marker and number per method,
     sample-std error bars; the full-set baseline is drawn in every panel as a reference (grey cross-hair)."""
     plt = _figure()
     label = method_labels(cells)
     methods, style = method_styles(cells, label)
+    number = _numbers(methods)
     budgets = sorted({c.budget for c in cells if c.budget is not None}) or [None]
     full = [c for c in cells if c.budget is None]
-    fig, axes = _panels(plt, len(budgets))
+    fig, axes = _panels(plt, len(budgets), _height(len(methods)))
+    ys_all = [_pct(c.robust) for c in cells]
     for ax, b in zip(axes, budgets):
+        xs_here = [_pct(c.standard) for c in cells if c.budget == b or c.budget is None]
         for c in [c for c in cells if c.budget == b]:
             (xs, xe), (ys, ye) = _pct(c.standard), _pct(c.robust)
-            colour, marker = style[label[(c.method, c.hash)]]
-            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=marker, color=colour, capsize=2, markersize=6)
+            m = label[(c.method, c.hash)]
+            colour, marker = style[m]
+            ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt=marker, color=colour, capsize=2, markersize=5,
+                        elinewidth=0.8)
+            _tag(ax, xs, ys, number[m], colour)
         for c in full:
             ax.axvline(_pct(c.standard)[0], color="grey", linewidth=0.8, linestyle=":")
             ax.axhline(_pct(c.robust)[0], color="grey", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("standard score (%)")
+        _score_axis(ax, "x", _bars(xs_here), "standard score (%)")
+        _score_axis(ax, "y", _bars(ys_all), "robust score (%)", mark_label=ax is axes[0])
         ax.set_title(_budget_title(b), fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("robust score (%)")
     fig.suptitle(title)
     _legend(axes[-1], methods, style, full_as_lines=True)
     _save(fig, path, data_digest("scatter", cells, title))
@@ -173,8 +251,10 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
     plt = _figure()
     label = method_labels(cells)
     methods, style = method_styles(cells, label)
+    number = _numbers(methods)
     budgets = sorted({c.budget for c in cells if c.budget is not None}) or [None]
-    fig, axes = _panels(plt, len(budgets))
+    fig, axes = _panels(plt, len(budgets), _height(len(methods)))
+    ys_all = []
     for ax, b in zip(axes, budgets):
         points = []
         for c in [c for c in cells if c.budget in (b, None)]:
@@ -182,9 +262,12 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
             if not cost:
                 continue
             x, y = sum(cost) / len(cost), _pct(c.robust)[0]
-            colour, marker = style[label[(c.method, c.hash)]]
-            ax.plot(x, y, marker=marker, color=colour, linestyle="", markersize=7)
+            m = label[(c.method, c.hash)]
+            colour, marker = style[m]
+            ax.plot(x, y, marker=marker, color=colour, linestyle="", markersize=6)
+            _tag(ax, x, y, number[m], colour)
             points.append((x, y))
+        ys_all += [y for _, y in points]
         front, best = [], -1.0
         for x, y in sorted(points):
             if y > best:
@@ -197,7 +280,8 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
         ax.set_xlabel("compression + training cost (s, log)")
         ax.set_title(_budget_title(b) + (" (and the full set)" if b is not None else ""), fontsize=10)
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("robust score (%)")
+    for ax in axes:
+        _score_axis(ax, "y", ys_all, "robust score (%)", mark_label=ax is axes[0])
     fig.suptitle(title)
     _legend(axes[-1], methods, style)
     _save(fig, path, data_digest("pareto", cells, title))
@@ -205,63 +289,77 @@ def pareto(cells: list[Cell], path: Path, title: str) -> None:
 
 
 def budget_curves(cells: list[Cell], path: Path, title: str) -> None:
-    """Score against images per class, small multiples: one panel per (norm, score), one colour and marker per
-    method; the full-set baseline a dotted line."""
+    """Score against images per class, small multiples: one panel per (norm, score), one colour, marker and
+    number per method (the number at the end of its curve); the full-set baseline a dotted line."""
     plt = _figure()
     norms = sorted({c.norm for c in cells})
     label = method_labels(cells)
     methods, style = method_styles(cells, label)
+    number = _numbers(methods)
     panels = [(norm, score) for norm in norms for score in ("standard", "robust")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.8, 3.9), squeeze=False)
-    for ax, (norm, score) in zip(axes[0], panels):
+    fig, axes = _panels(plt, len(panels), _height(len(methods)), sharey=False)
+    for ax, (norm, score) in zip(axes, panels):
         by_method: dict[str, dict[int | None, Cell]] = {}
         for c in cells:
             if c.norm == norm:
                 by_method.setdefault(label[(c.method, c.hash)], {})[c.budget] = c
+        drawn = []
         for method in [m for m in methods if m in by_method]:
             colour, marker = style[method]
             by_budget = by_method[method]
             if None in by_budget:  # the full set: a horizontal reference line
-                ax.axhline(_pct(getattr(by_budget[None], score))[0], color="grey", linestyle=":", linewidth=1)
+                drawn.append(_pct(getattr(by_budget[None], score)))
+                ax.axhline(drawn[-1][0], color="grey", linestyle=":", linewidth=1)
             bs = sorted(b for b in by_budget if b is not None)
             if bs:
                 ms = [_pct(getattr(by_budget[b], score)) for b in bs]
+                drawn += ms
                 ax.errorbar(bs, [m for m, _ in ms], yerr=[e for _, e in ms], color=colour, marker=marker,
-                            markersize=5, capsize=2, linewidth=1)
+                            markersize=4, capsize=2, linewidth=1, elinewidth=0.8)
+                _tag(ax, bs[-1], ms[-1][0], number[method], colour)
         ax.set_xscale("log")
         ax.set_xticks(sorted({c.budget for c in cells if c.budget is not None}))
         _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("images per class")
-        ax.set_ylabel(f"{score} score (%)")
+        _score_axis(ax, "y", _bars(drawn), f"{score} score (%)")
         ax.set_title(f"{norm} · {score}", fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    _legend(axes[0][-1], methods, style, full_as_lines=True)
+    _legend(axes[-1], methods, style, full_as_lines=True)
     _save(fig, path, data_digest("budget", cells, title))
     plt.close(fig)
 
 
 def eps_curves(cells: list[Cell], path: Path, title: str) -> None:
     """Robust accuracy of the adversarially trained model against the attack radius (multiples of the
-    protocol's eps), one panel per budget, one colour and marker per method."""
+    protocol's eps), one panel per budget, one colour, marker and number per method (the number at the
+    protocol's eps)."""
     plt = _figure()
     label = method_labels(cells)
     methods, style = method_styles(cells, label)
+    number = _numbers(methods)
     budgets = sorted({c.budget for c in cells if c.budget is not None and c.eps_curve()}) or [None]
-    fig, axes = _panels(plt, len(budgets))
+    fig, axes = _panels(plt, len(budgets), _height(len(methods)))
+    ys_all = []
     for ax, b in zip(axes, budgets):
         for c in [c for c in cells if c.budget in (b, None)]:
             curve = c.eps_curve()
             if not curve:
                 continue
-            colour, marker = style[label[(c.method, c.hash)]]
-            ax.plot(list(curve), [100 * v for v in curve.values()], color=colour, marker=marker, markersize=5,
+            m = label[(c.method, c.hash)]
+            colour, marker = style[m]
+            ys = [100 * v for v in curve.values()]
+            ys_all += ys
+            ax.plot(list(curve), ys, color=colour, marker=marker, markersize=4,
                     linewidth=1, linestyle=":" if c.budget is None else "-")
+            at = min(curve, key=lambda r: abs(r - 1.0))
+            _tag(ax, at, 100 * curve[at], number[m], colour)
         ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xlabel("attack radius (× protocol ε)")
         ax.set_title(_budget_title(b) + (" (and the full set)" if b is not None else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("robust accuracy (%)")
+    for ax in axes:
+        _score_axis(ax, "y", ys_all, "robust accuracy (%)", mark_label=ax is axes[0])
     fig.suptitle(title)
     _legend(axes[-1], methods, style)
     _save(fig, path, data_digest("eps", cells, title))

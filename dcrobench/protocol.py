@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from importlib import resources
@@ -133,12 +134,16 @@ class Protocol:
         """Hash of the whole protocol file's values."""
         return _hash(self.content())
 
-    def hash_for(self, method: str) -> str:
-        """Hash of what determines one method's numbers: other methods' parameters are left out,
-        so tuning one method does not orphan every other method's records."""
+    def hash_for(self, method: str, blocks: Sequence[str] = ()) -> str:
+        """Hash of what determines one method's numbers: other methods' parameters are left out, and so
+        is every shared block (``proxy``) the method does not take (``blocks``, its ``protocol_blocks``),
+        so tuning one method or the proxy does not orphan the records of methods it cannot change."""
         d = self.content()
         d["methods"] = d["methods"].get(method, {})
         d["train_overrides"] = d["train_overrides"].get(method, {})
+        for block in SHARED_BLOCKS:
+            if block not in blocks:
+                d.pop(block)
         return _hash(d)
 
     def eps(self, dataset: str, norm: str, input_dim: int) -> float:

@@ -125,7 +125,7 @@ def rederive(records: list[Record], results_dir: Path, protocol_files: Iterable[
         if spec is None:
             unknown_data[rec.dataset] += 1
         proto, why = protocols.get(rec.protocol.name, rec.protocol.version)
-        if proto is not None and proto.hash_for(rec.method.name) != rec.protocol.hash:
+        if proto is not None and proto.hash_for(rec.method.name, method_blocks(rec.method.name)) != rec.protocol.hash:
             proto, why = None, (f"their protocol hash is not the one protocol {rec.protocol.name} "
                                 f"v{rec.protocol.version} gives now")
         if proto is not None and spec is not None:
@@ -294,3 +294,11 @@ def _check_curve(f: _Findings, rec: Record, part: str, proto: Any) -> None:
 
 def format_m(m: float) -> str:
     return f"{m:g}"
+
+
+def method_blocks(method: str) -> tuple[str, ...]:
+    """The shared protocol blocks a registered method takes (none for an unknown or imported one)."""
+    from .registry import registries
+
+    methods = registries().methods
+    return tuple(methods.get(method).protocol_blocks) if method in methods else ()

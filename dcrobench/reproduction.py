@@ -166,11 +166,11 @@ def tables(cells_: list[Cell]) -> list[TableSummary]:
     return out
 
 
-INTRO = ("The paper's published mean ± std beside ours (mean ± sample std [95% CI] n=seeds, as in the tables "
-         "below); Δ = ours − paper in points of %; the verdict says whether the paper's mean lies inside our "
+INTRO = ("The paper's published mean ± std beside ours (mean ± sample std [95% CI] n=seeds, as in the leaderboard's"
+         " tables); Δ = ours − paper in points of %; the verdict says whether the paper's mean lies inside our "
          "interval. Our robust score is AutoAttack's (APGD-CE + APGD-DLR, then PGD). A table none of whose cells "
-         "has run yet is summarised in one line; a verdict ending (not the paper's setting) comes from a protocol "
-         "a CPU can run instead.")
+         "has run yet is summarised in one line; a verdict ending (not the paper's setting) comes from a protocol a"
+         " CPU can run instead.")
 
 
 def markdown_lines(cells_: list[Cell], level: str = "##") -> list[str]:

@@ -74,6 +74,11 @@ class RunSetup:
     extra_attacks: list[ConfiguredAttack] = field(default_factory=list)
 
     @property
+    def blocks(self) -> tuple[str, ...]:
+        """The shared protocol blocks the method takes (a saved set takes none): part of its records' hash."""
+        return tuple(self.method.protocol_blocks) if self.method is not None else ()
+
+    @property
     def needs_surrogate(self) -> bool:
         return any(a.spec.needs_surrogate for a in [*self.attacks, *self.extra_attacks])
 
@@ -246,7 +251,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def cell_key(req: RunRequest, res: RunSetup, norm: str, seed: int) -> CellKey:
     p = req.protocol
-    return CellKey(p.name, p.version, p.hash_for(res.method_name), res.method_name, res.dataset.name, res.budget, res.model_name, norm, seed)
+    return CellKey(p.name, p.version, p.hash_for(res.method_name, res.blocks), res.method_name, res.dataset.name, res.budget, res.model_name, norm, seed)
 
 
 def compress_key(res: RunSetup, train_set: ImageSet, seed: int) -> str:
@@ -526,7 +531,7 @@ def export_model(req: RunRequest, res: RunSetup, comp: CompressedSet, stage: Mod
     p, ds = req.protocol, res.dataset
     budget = "full" if res.budget is None else f"b{res.budget}"
     parts = [safe_name(res.method_name), ds.name, budget, res.model_name, *([norm] if norm else []), f"s{seed}",
-             p.hash_for(res.method_name), stage.kind]
+             p.hash_for(res.method_name, res.blocks), stage.kind]
     path = Path(req.save_models) / ("_".join(parts) + ".safetensors")
     if path.exists() and path.with_suffix(".json").exists():
         return path
@@ -537,7 +542,7 @@ def export_model(req: RunRequest, res: RunSetup, comp: CompressedSet, stage: Mod
             "training": stage.kind, "norm": norm, "eps": eps, "adversarial_training": adv_info, "seed": seed,
             "method": res.method_name, "dataset": ds.name, "budget": res.budget,
             "compressed_set": comp.content_hash(),
-            "protocol": {"name": p.name, "version": p.version, "hash": p.hash_for(res.method_name)},
+            "protocol": {"name": p.name, "version": p.version, "hash": p.hash_for(res.method_name, res.blocks)},
             "dcrobench_version": __version__, "torch": torch.__version__}
     save_model(stage.model(), path, spec)
     return path

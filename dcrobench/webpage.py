@@ -15,6 +15,8 @@ from __future__ import annotations
 import html
 import json
 import math
+from functools import cache
+from importlib import resources
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -37,6 +39,8 @@ class Column:
     #: text | int | num | pct (a fraction shown in %, 1 decimal) | p (a p-value, 3 decimals) | budget (None = full) | date
     format: str = "text"
     group: str = ""  # "provenance": shown muted, after the scores
+    #: shown by default; the other columns wait behind the page's "show all columns" toggle
+    primary: bool = False
 
     @property
     def numeric(self) -> bool:
@@ -44,23 +48,23 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("method", "method"),
-    Column("kind", "kind"),
-    Column("dataset", "dataset"),
-    Column("model", "model"),
-    Column("norm", "norm"),
+    Column("method", "method", primary=True),
+    Column("kind", "kind", primary=True),
+    Column("dataset", "dataset", primary=True),
+    Column("model", "model", primary=True),
+    Column("norm", "norm", primary=True),
     Column("eps", "ε", "num"),
-    Column("budget", "budget/class", "budget"),
-    Column("seeds", "seeds", "int"),
-    Column("standard_mean", "standard %", "pct"),
+    Column("budget", "budget/class", "budget", primary=True),
+    Column("seeds", "seeds", "int", primary=True),
+    Column("standard_mean", "standard %", "pct", primary=True),
     Column("standard_std", "± std", "pct"),
-    Column("robust_mean", "robust %", "pct"),
+    Column("robust_mean", "robust %", "pct", primary=True),
     Column("robust_std", "± std", "pct"),
     Column("robust_low", "CI low", "pct"),
     Column("robust_high", "CI high", "pct"),
-    Column("robust_vs_random", "Δ vs Random", "pct"),
+    Column("robust_vs_random", "Δ vs Random", "pct", primary=True),
     Column("robust_p", "p", "p"),
-    Column("robust_verdict", "verdict"),
+    Column("robust_verdict", "verdict", primary=True),
     Column("protocol_hash", "protocol hash", group="provenance"),
     Column("dcrobench_version", "dcrobench", group="provenance"),
     Column("torch_version", "torch", group="provenance"),
@@ -173,7 +177,7 @@ def render_page(rows: Sequence[dict[str, Any]], plots: Sequence[tuple[str, str]]
     data = {"columns": [asdict(c) | {"numeric": c.numeric} for c in shown], "filters": _filters(rows),
             "attack_prefix": ATTACK_PREFIX,
             "rows": [_json_safe(r) for r in rows]}
-    return _PAGE.format(title=html.escape(title), css=_CSS, script=_SCRIPT, data=script_json(data),
+    return _PAGE.format(title=html.escape(title), css=asset("page.css"), script=asset("page.js"), data=script_json(data),
                         sections="\n".join(parts), entries=len(rows))
 
 
@@ -186,6 +190,12 @@ def visible_columns(rows: Sequence[dict[str, Any]], columns: Sequence[Column] = 
              else Column(k, k.replace("_", " "), _guess_format(rows, k)) for k in carried if k not in known_keys]
     first_provenance = next((i for i, c in enumerate(known) if c.group == "provenance"), len(known))
     return known[:first_provenance] + extra + known[first_provenance:]
+
+
+@cache
+def asset(name: str) -> str:
+    """The text of ``dcrobench/assets/<name>`` (the page's CSS and JS), inlined so the page stays one offline file."""
+    return resources.files("dcrobench").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _guess_format(rows: Sequence[dict[str, Any]], key: str) -> str:
@@ -281,7 +291,9 @@ _PAGE = """<!DOCTYPE html>
 <p class="about">Standard score: clean test accuracy of the standard-trained model. Robust score: accuracy of the
 adversarially trained model under the pointwise worst case of every attack run. Mean and sample std over seeds,
 in %; CI: the robust score's 95% interval (bootstrap over seeds and test points); Δ vs Random, p and verdict: the
-robust score against Random at the same budget on the same test points (exact McNemar test, 5%). One table per protocol version; versions are never mixed. Click a column header to sort.</p>
+robust score against Random at the same budget on the same test points (exact McNemar test, 5%). One table per protocol version; versions are never mixed. Click a column header to sort.
+Bold: the best standard and robust score among the entries a table shows (the full-data reference excluded). The
+full-data row (budget "full") is the reference: it stays in view under a budget filter.</p>
 <noscript><p class="noscript">The tables need JavaScript, which is off: the {entries} entries are in the JSON
 data inside this file, and the plots are below.</p></noscript>
 <form id="filters" class="filters" autocomplete="off"></form>
@@ -294,228 +306,4 @@ data inside this file, and the plots are below.</p></noscript>
 <script>{script}</script>
 </body>
 </html>
-"""
-
-_CSS = """
-:root { color-scheme: light; --line: #d9dde3; --muted: #6b7280; --head: #f3f4f6; --accent: #1d4ed8; }
-* { box-sizing: border-box; }
-body { margin: 0 auto; max-width: 1500px; padding: 1rem 1.5rem 2rem; color: #111827; background: #fff;
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-h1 { font-size: 1.6rem; margin: 0.2rem 0 0.4rem; }
-h2 { font-size: 1.25rem; margin: 1.8rem 0 0.3rem; padding-top: 0.6rem; border-top: 1px solid var(--line); }
-h3 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }
-.about { color: var(--muted); margin: 0 0 0.8rem; max-width: 75rem; }
-.noscript { background: #fef3c7; border: 1px solid #f59e0b; padding: 0.5rem 0.8rem; }
-.archived { font-size: 0.8rem; font-weight: normal; color: var(--muted); border: 1px solid var(--line);
-  border-radius: 3px; padding: 0 0.35rem; vertical-align: middle; }
-.filters { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: end; padding: 0.6rem 0.8rem;
-  background: var(--head); border: 1px solid var(--line); border-radius: 6px; }
-.filters label { display: flex; flex-direction: column; font-size: 0.78rem; color: var(--muted); gap: 0.15rem; }
-.filters select, .filters input, .filters button { font: inherit; font-size: 0.9rem; padding: 0.2rem 0.35rem;
-  border: 1px solid #c4c9d1; border-radius: 4px; background: #fff; color: inherit; }
-.filters input { width: 12rem; }
-.filters button { cursor: pointer; }
-.count { color: var(--muted); margin: 0 0 0.4rem; }
-.table-wrap { overflow: auto; max-height: 75vh; border: 1px solid var(--line); border-radius: 6px; }
-table { border-collapse: separate; border-spacing: 0; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 0.25rem 0.6rem; text-align: left; white-space: nowrap; border-bottom: 1px solid #eceef1; }
-thead th { position: sticky; top: 0; z-index: 1; background: var(--head); border-bottom: 1px solid var(--line);
-  font-weight: 600; cursor: pointer; user-select: none; }
-thead th:hover { color: var(--accent); }
-table.static thead th { cursor: default; }
-table.static thead th:hover { color: inherit; }
-thead th .arrow { display: inline-block; width: 0.8em; color: var(--accent); }
-th.num, td.num { text-align: right; }
-tbody tr:nth-child(even) td { background: #fafbfc; }
-tbody tr:hover td { background: #eef2ff; }
-td.prov { color: var(--muted); font-size: 0.85em; }
-th.prov-first, td.prov-first { border-left: 1px solid var(--line); }
-td.score { font-weight: 600; }
-tr.empty td { color: var(--muted); text-align: center; padding: 0.8rem; }
-.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(680px, 1fr)); gap: 1rem; }
-figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 0.5rem; background: #fff; }
-figure img { display: block; width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 0.85rem; margin-top: 0.3rem; text-align: center; }
-footer { margin-top: 2rem; color: var(--muted); font-size: 0.85rem; }
-"""
-
-# Sorting and filtering: the state lives in the URL fragment (sort, dir, and one key per filter), read on load.
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  const data = JSON.parse(document.getElementById("leaderboard-data").textContent);
-  const columns = data.columns, filters = data.filters, ATTACK_PREFIX = data.attack_prefix;
-  const rows = data.rows.map((row, index) => ({row, index}));
-  const byKey = Object.fromEntries(columns.map(c => [c.key, c]));
-  const state = {sort: null, dir: "asc", filter: {}};
-
-  function isMissing(v) { return v === null || v === undefined || v === ""; }
-
-  function display(col, v) {
-    if (isMissing(v)) return col && col.format === "budget" ? "full" : "–";
-    if (typeof v === "number" && col) {
-      if (col.format === "pct") return (100 * v).toFixed(1);
-      if (col.format === "int" || col.format === "budget") return String(v);
-      if (col.format === "num") return String(Number(v.toPrecision(4)));
-      if (col.format === "p") return v < 0.001 ? "< 0.001" : v.toFixed(3);
-    }
-    if (col && col.format === "date") return String(v).slice(0, 16).replace("T", " ");
-    return String(v);
-  }
-
-  // the value a select filter compares: the shown text for a missing value ("full" for the full-set budget)
-  function token(key, v) { return isMissing(v) ? display(byKey[key], v) : String(v); }
-
-  function sortValue(col, v) {
-    if (isMissing(v)) return col.format === "budget" ? Infinity : null;
-    return v;
-  }
-
-  function compare(key, dir) {
-    const col = byKey[key], sign = dir === "desc" ? -1 : 1;
-    return (a, b) => {
-      const x = sortValue(col, a.row[key]), y = sortValue(col, b.row[key]);
-      if (x === null || y === null) {  // missing values last in either direction
-        return x === y ? a.index - b.index : (x === null ? 1 : -1);
-      }
-      const c = typeof x === "number" && typeof y === "number" ? (x > y) - (x < y)
-        : String(x).localeCompare(String(y), undefined, {numeric: true});
-      return c !== 0 ? sign * c : a.index - b.index;
-    };
-  }
-
-  function matches(row) {
-    return filters.every(f => {
-      const want = state.filter[f.key];
-      if (!want) return true;
-      if (f.kind === "text") return String(row[f.key] ?? "").toLowerCase().includes(want.toLowerCase());
-      return token(f.key, row[f.key]) === want;
-    });
-  }
-
-  function readLocation() {
-    const params = new URLSearchParams(location.search);
-    new URLSearchParams(location.hash.replace(/^#/, "")).forEach((v, k) => params.set(k, v));
-    const sort = params.get("sort");
-    if (sort && byKey[sort]) {
-      state.sort = sort;
-      const dir = params.get("dir");
-      state.dir = dir === "asc" || dir === "desc" ? dir : defaultDir(byKey[sort]);
-    }
-    filters.forEach(f => { if (params.get(f.key)) state.filter[f.key] = params.get(f.key); });
-  }
-
-  function writeLocation() {
-    const params = new URLSearchParams();
-    if (state.sort) { params.set("sort", state.sort); params.set("dir", state.dir); }
-    filters.forEach(f => { if (state.filter[f.key]) params.set(f.key, state.filter[f.key]); });
-    const text = params.toString();
-    try { history.replaceState(null, "", location.pathname + (text ? "#" + text : "")); } catch (e) {}
-  }
-
-  function defaultDir(col) { return col.numeric ? "desc" : "asc"; }
-
-  function el(tag, props, children) {
-    const node = document.createElement(tag);
-    Object.assign(node, props || {});
-    (children || []).forEach(child => node.append(child));
-    return node;
-  }
-
-  function buildFilters() {
-    const form = document.getElementById("filters");
-    filters.forEach(f => {
-      const label = el("label", {textContent: (byKey[f.key] || {label: f.key}).label || f.key});
-      let input;
-      if (f.kind === "text") {
-        input = el("input", {type: "search", placeholder: "contains…", value: state.filter[f.key] || ""});
-        input.addEventListener("input", () => update(f.key, input.value.trim()));
-      } else {
-        input = el("select", {}, [el("option", {value: "", textContent: "all"})]);
-        const ordered = rows.slice().sort(compare(f.key, "asc"));
-        const values = [...new Set(ordered.map(r => token(f.key, r.row[f.key])))];
-        const want = state.filter[f.key];
-        if (want && !values.includes(want)) values.push(want);  // a fragment's value that no row has
-        values.forEach(v => input.append(el("option", {value: v, textContent: v})));
-        input.value = want || "";
-        input.addEventListener("change", () => update(f.key, input.value));
-      }
-      input.name = f.key;
-      label.append(input);
-      form.append(label);
-    });
-    const reset = el("button", {type: "button", textContent: "Reset"});
-    reset.addEventListener("click", () => {
-      state.filter = {}; state.sort = null; state.dir = "asc";
-      form.querySelectorAll("select, input").forEach(i => { i.value = ""; });
-      render(); writeLocation();
-    });
-    form.append(reset);
-    form.addEventListener("submit", e => e.preventDefault());
-  }
-
-  function update(key, value) { state.filter[key] = value; render(); writeLocation(); }
-
-  function sortBy(key) {
-    if (state.sort === key) state.dir = state.dir === "asc" ? "desc" : "asc";
-    else { state.sort = key; state.dir = defaultDir(byKey[key]); }
-    render(); writeLocation();
-  }
-
-  function cellClass(cols, col, i) {
-    const names = [];
-    if (col.numeric) names.push("num");
-    if (col.group === "provenance") names.push("prov");
-    if (col.group === "provenance" && (i === 0 || cols[i - 1].group !== "provenance")) names.push("prov-first");
-    if (col.key === "robust_mean" || col.key === "standard_mean") names.push("score");
-    return names.join(" ");
-  }
-
-  function headerRow(cols) {
-    return el("tr", {}, cols.map((col, i) => {
-      const active = state.sort === col.key;
-      const th = el("th", {className: cellClass(cols, col, i), scope: "col", title: "sort by " + col.label},
-        [col.label, el("span", {className: "arrow", textContent: active ? (state.dir === "asc" ? "▲" : "▼") : ""})]);
-      th.dataset.key = col.key;
-      th.setAttribute("aria-sort", active ? (state.dir === "asc" ? "ascending" : "descending") : "none");
-      th.addEventListener("click", () => sortBy(col.key));
-      return th;
-    }));
-  }
-
-  function bodyRow(cols, row) {
-    const tr = el("tr", {className: "entry"}, cols.map((col, i) => {
-      const v = row[col.key];
-      const td = el("td", {className: cellClass(cols, col, i), textContent: display(col, v)});
-      td.dataset.col = col.key;
-      if (!isMissing(v)) td.dataset.value = String(v);
-      if (col.format === "date" && !isMissing(v)) td.title = String(v);
-      return td;
-    }));
-    return tr;
-  }
-
-  function render() {
-    const order = rows.filter(r => matches(r.row));
-    if (state.sort) order.sort(compare(state.sort, state.dir));
-    document.querySelectorAll("section.protocol").forEach(section => {
-      const name = section.dataset.protocol, version = Number(section.dataset.version);
-      const ownRows = rows.filter(r => r.row.protocol === name && r.row.version === version);
-      const own = ownRows.length;
-      // a per-attack column only where this version ran that attack
-      const cols = columns.filter(c => !c.key.startsWith(ATTACK_PREFIX) || ownRows.some(r => !isMissing(r.row[c.key])));
-      const shown = order.filter(r => r.row.protocol === name && r.row.version === version);
-      const body = shown.length ? shown.map(r => bodyRow(cols, r.row))
-        : [el("tr", {className: "empty"}, [el("td", {colSpan: cols.length, textContent: "No entry matches the filters."})])];
-      const table = el("table", {}, [el("thead", {}, [headerRow(cols)]), el("tbody", {}, body)]);
-      section.querySelector(".table-wrap").replaceChildren(table);
-      section.querySelector(".count").textContent = shown.length === own
-        ? own + (own === 1 ? " entry" : " entries") : shown.length + " of " + own + " entries shown";
-    });
-  }
-
-  readLocation();
-  buildFilters();
-  render();
-})();
 """

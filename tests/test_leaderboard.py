@@ -32,3 +32,34 @@ def test_tables_split_by_dataset_and_norm():
 
 def test_no_records():
     assert "No results yet" in render_markdown([])
+
+
+def test_publish_splits_per_protocol_version_and_check_sees_every_file(tmp_path):
+    from dcrobench.leaderboard import check_published, publish, publish_command, publish_files
+
+    records = [rec("random", 0, 0.80, 0.40), rec("herding", 0, 0.70, 0.45), rec("random", 0, 0.6, 0.2, version=2)]
+    files = publish_files(records, "cmd")
+    assert list(files) == ["README.md", "quick-v2.md", "quick-v1.md"]
+    index = files["README.md"]
+    assert "[quick v2](quick-v2.md) | latest" in index and "[quick v1](quick-v1.md) | archived" in index
+    assert "## Best robust score" in index and "Scores," not in index and "protocol hash(es)" not in index
+    assert "| [quick v2](quick-v2.md) | mnist5k" in index  # best scores: latest versions only
+    v1 = files["quick-v1.md"]
+    assert "## quick v1" in v1 and "### Scores, linf, mlp, 50 images per class" in v1 and "protocol hash(es)" in v1
+    assert "**45.00 n=1**" in v1 and "quick v2" not in v1.split("## quick v1")[1]
+
+    command = publish_command(tmp_path, tmp_path)
+    publish(records, tmp_path, command, plots=False)
+    assert check_published(records, tmp_path, tmp_path, plots=False) == []
+    (tmp_path / "quick-v1.md").unlink()
+    assert any("quick-v1.md: missing" in p for p in check_published(records, tmp_path, tmp_path, plots=False))
+    publish(records, tmp_path, command, plots=False)
+    (tmp_path / "quick-v2.md").write_text((tmp_path / "quick-v2.md").read_text() + "x")
+    assert any("quick-v2.md: out of date" in p for p in check_published(records, tmp_path, tmp_path, plots=False))
+    publish(records, tmp_path, command, plots=False)
+    only_v1 = records[:2]  # v2 gone from the records: its file is reported, and the next publish removes it
+    problems = check_published(only_v1, tmp_path, tmp_path, plots=False)
+    assert any("quick-v2.md: left by an earlier publish" in p for p in problems)
+    publish(only_v1, tmp_path, command, plots=False)
+    assert not (tmp_path / "quick-v2.md").exists()
+    assert check_published(only_v1, tmp_path, tmp_path, plots=False) == []

@@ -406,6 +406,7 @@ def test_check_takes_protocol_files_for_protocols_that_are_not_built_in(v4result
     import yaml
 
     from dcrobench.protocol import load_protocol
+    from dcrobench.registry import registries
 
     raw = yaml.safe_load((REPO / "benchmarks" / "protocols" / "quick.yaml").read_text())
     (tmp_path / "custom.yaml").write_text(yaml.safe_dump(dict(raw, name="custom")))
@@ -413,7 +414,9 @@ def test_check_takes_protocol_files_for_protocols_that_are_not_built_in(v4result
     root = tmp_path / "custom-results"
     for src in v4results.rglob("*.json"):
         rec = json.loads(src.read_text())
-        rec["protocol"] = {"name": "custom", "version": 4, "hash": custom.hash_for(rec["method"]["name"])}
+        method = rec["method"]["name"]
+        rec["protocol"] = {"name": "custom", "version": 4,
+                           "hash": custom.hash_for(method, registries().methods.get(method).protocol_blocks)}
         folder = src.parent.relative_to(v4results / "quick-v4")  # the dataset and method folders
         dst = root / "custom-v4" / folder / f"{src.stem.rsplit('_', 1)[0]}_{rec['protocol']['hash']}.json"
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -32,3 +32,31 @@ def test_scatter_pareto_and_budget_curves_write_pngs(tmp_path):
         path = tmp_path / f"{plot.__name__}.png"
         plot(cs, path, "test")
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_twenty_five_methods_get_twenty_five_colours():
+    cs = many_methods()
+    style = method_styles(cs, method_labels(cs))[1]
+    assert len({colour for colour, _ in style.values()}) == 25
+
+
+def test_score_axes_start_at_zero_or_span_at_least_twenty_points_marked_broken():
+    from dcrobench.plots import MIN_SPAN, score_range
+
+    assert score_range([3.0, 48.0]) == (0.0, 50.0, False)  # near zero: from 0
+    low, high, broken = score_range([86.9, 87.6])  # a 0.7-point difference does not fill the panel
+    assert broken and low > 0 and high - low >= MIN_SPAN and high <= 100 and low <= 86.9 and high >= 87.6
+    low, high, broken = score_range([97.0, 99.5])
+    assert high == 100 and high - low >= MIN_SPAN and broken
+
+
+def test_pngs_are_deterministic_and_carry_their_digest(tmp_path):
+    from dcrobench.plots import DATA_KEY, data_digest, png_text
+
+    cs = many_methods(6)
+    for plot in (scatter, pareto):
+        a, b = tmp_path / "a.png", tmp_path / "b.png"
+        plot(cs, a, "t")
+        plot(cs, b, "t")
+        assert a.read_bytes() == b.read_bytes()
+        assert png_text(a.read_bytes())[DATA_KEY] == data_digest(plot.__name__, cs, "t")

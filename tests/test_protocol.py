@@ -56,6 +56,21 @@ def test_train_overrides_and_seeds():
         protocol_from_dict({"name": "x", "version": 1, "train_overrides": {"mcs": {"learning_rate": 1}}})
 
 
+def test_a_records_hash_counts_the_proxy_block_only_for_methods_that_take_it():
+    """Before, the proxy block was in every method's hash: tuning it orphaned random's, full's, dm's and mcs's records."""
+    from dcrobench.registry import registries
+
+    methods = registries().methods
+    a = protocol_from_dict({"name": "x", "version": 1, "proxy": {"epochs": 5}})
+    b = protocol_from_dict({"name": "x", "version": 1, "proxy": {"epochs": 10}})
+    for name in ("random", "full", "mcs", "dm"):
+        assert methods.get(name).protocol_blocks == ()
+        assert a.hash_for(name, ()) == b.hash_for(name, ())
+    for name in ("grand", "herding", "cal"):
+        blocks = methods.get(name).protocol_blocks
+        assert blocks == ("proxy",) and a.hash_for(name, blocks) != b.hash_for(name, blocks)
+
+
 def test_a_methods_record_hash_ignores_other_methods_parameters():
     base = {"name": "x", "version": 1, "methods": {"dm": {"iterations": 10}}}
     a, b = protocol_from_dict(base), protocol_from_dict({**base, "methods": {"dm": {"iterations": 20}}})

@@ -39,7 +39,9 @@ def check(records, out):
 def test_publish_writes_tables_and_both_plots(results, tmp_path):
     res = publish(results, tmp_path)
     assert res.exit_code == 0, res.output
-    md = (tmp_path / "README.md").read_text()
+    index = (tmp_path / "README.md").read_text()
+    assert "[tiny v1](tiny-v1.md)" in index and "## Best robust score" in index and "Scores" not in index
+    md = (tmp_path / "tiny-v1.md").read_text()
     assert "## tiny v1" in md and "### Scores, linf, mlp, 5 images per class" in md
     assert "| Coreset  | random" in md and "| Baseline | full" in md and "STD" in md and "ROB" in md
     assert "| Δ vs Random" in md and "] n=2 " in md and "sample std over seeds (ddof=1)" in md
@@ -48,7 +50,7 @@ def test_publish_writes_tables_and_both_plots(results, tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["tiny-v1-digits-linf-pareto.png", "tiny-v1-digits-linf-scatter.png", "tiny-v1-digits-mlp-budget.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-    assert "## Changelog" in md and "- tiny v1" in md
+    assert "## Changelog" in index and "- [tiny v1]" in index
     assert check(results, tmp_path).exit_code == 0
 
 
@@ -66,7 +68,7 @@ def test_check_fails_on_stale_markdown_invalid_records_and_hash_conflicts(result
     assert publish(records, out).exit_code == 0
     assert check(records, out).exit_code == 0
 
-    md = out / "README.md"
+    md = out / "tiny-v1.md"
     md.write_text(md.read_text().replace("ROB", "R0B", 1))
     res = check(records, out)
     assert res.exit_code == 1 and "out of date" in res.output
@@ -93,7 +95,9 @@ def test_versions_are_archived_never_mixed(results, tmp_path):
     from dcrobench.leaderboard import publish_markdown
 
     md = publish_markdown(records + v2, "cmd")
-    assert md.index("## tiny v2") < md.index("## Archive") < md.index("### tiny v1")
+    assert md.index("[tiny v2](tiny-v2.md) | latest") < md.index("[tiny v1](tiny-v1.md) | archived")
+    assert md.index("# dcrobench leaderboard · tiny v2") < md.index("# dcrobench leaderboard · tiny v1")
+    assert "tiny v1 is archived: v2 is the latest" in md
     assert "protocol version changed from v1; v1 archived" in md
     assert check_records(records + v2).problems() == []
 

@@ -13,7 +13,7 @@ import pytest
 
 from dcrobench.aggregate import cells
 from dcrobench.results import load_records
-from dcrobench.webpage import COLUMNS, Column, page_rows, render_page, script_json, visible_columns, write_page
+from dcrobench.webpage import COLUMNS, Column, asset, page_rows, render_page, script_json, visible_columns, write_page
 
 from .helpers import score_record
 
@@ -74,6 +74,27 @@ def test_page_is_self_contained_with_relative_plot_paths():
     assert "<script src" not in page and '<link rel="stylesheet"' not in page
 
 
+def test_css_and_js_come_from_the_asset_files_inlined_and_deterministic():
+    import dcrobench.webpage as webpage
+
+    assets = ROOT / "dcrobench" / "assets"
+    css, js = (assets / "page.css").read_text(encoding="utf-8"), (assets / "page.js").read_text(encoding="utf-8")
+    assert asset("page.css") == css and asset("page.js") == js
+    records = synthetic_records()
+    page = render_page(page_rows(cells(records), records))
+    assert f"<style>{css}</style>" in page and f"<script>{js}</script>" in page
+    assert render_page(page_rows(cells(records), records)) == page
+    assert not hasattr(webpage, "_CSS") and not hasattr(webpage, "_SCRIPT")  # no copies left as strings
+    assert "table.primary-columns .secondary { display: none; }" in css and "td.score { font-weight" not in css
+
+
+def test_the_columns_a_reader_needs_first_are_primary():
+    primary = [c.key for c in COLUMNS if c.primary]
+    assert primary == ["method", "kind", "dataset", "model", "norm", "budget", "seeds", "standard_mean",
+                       "robust_mean", "robust_vs_random", "robust_verdict"]
+    assert not any(c.primary for c in visible_columns([{"protocol": "p", "version": 1, "attack:cw": 0.1, "x": 1}]))
+
+
 # --- headless Chromium ----------------------------------------------------------------------------------------------
 class _Rows(HTMLParser):
     """The data rows of every table in a dumped DOM: per row, column key -> raw value (or the shown text)."""
@@ -84,22 +105,40 @@ class _Rows(HTMLParser):
         self._col: str | None = None
         self._text = ""
         self._value: str | None = None
+        self.tables: list[set[str]] = []  # each table's classes
+        self.row_classes: list[set[str]] = []  # each data row's classes
+        self.cell_classes: list[dict[str, set[str]]] = []  # per data row, column key -> the cell's classes
+        self.buttons: dict[str, str] = {}  # id -> text
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "tr" and "entry" in (attrs.get("class") or "").split():
+        classes = set((attrs.get("class") or "").split())
+        if tag == "table":
+            self.tables.append(classes)
+        elif tag == "tr" and "entry" in classes:
             self.rows.append({})
+            self.row_classes.append(classes)
+            self.cell_classes.append({})
         elif tag == "td" and self.rows and "data-col" in attrs:
             self._col, self._value, self._text = attrs["data-col"], attrs.get("data-value"), ""
+            self.cell_classes[-1][attrs["data-col"]] = classes
+        elif tag == "button" and attrs.get("id"):
+            self._button, self.buttons[attrs["id"]] = attrs["id"], ""
+
+    _button: str | None = None
 
     def handle_data(self, data):
         if self._col is not None:
             self._text += data
+        elif self._button is not None:
+            self.buttons[self._button] += data
 
     def handle_endtag(self, tag):
         if tag == "td" and self._col is not None:
             self.rows[-1][self._col] = self._value if self._value is not None else self._text
             self._col = None
+        elif tag == "button":
+            self._button = None
 
 
 def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
@@ -108,11 +147,14 @@ def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
 
 
-def dom_rows(page: Path, fragment: str = "", *, tmp: Path) -> list[dict[str, str]]:
-    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", page.as_uri() + fragment, tmp=tmp).stdout
+def dom(page: Path, fragment: str = "", *, tmp: Path) -> _Rows:
     parser = _Rows()
-    parser.feed(dom)
-    return parser.rows
+    parser.feed(_chromium("--virtual-time-budget=5000", "--dump-dom", page.as_uri() + fragment, tmp=tmp).stdout)
+    return parser
+
+
+def dom_rows(page: Path, fragment: str = "", *, tmp: Path) -> list[dict[str, str]]:
+    return dom(page, fragment, tmp=tmp).rows
 
 
 def screenshot(page: Path, shot: Path, *, tmp: Path) -> Path:
@@ -189,3 +231,49 @@ def test_publish_writes_the_page_and_check_flags_a_stale_one(tmp_path):
     assert check_published(records, tmp_path, tmp_path, plots=False) == []
     page.write_text(page.read_text().replace("herding", "herdinG"))
     assert any("index.html: out of date" in p for p in check_published(records, tmp_path, tmp_path, plots=False))
+
+
+@needs_chromium
+def test_default_view_hides_the_secondary_columns_and_the_toggle_shows_them(synthetic_page, tmp_path):
+    default = dom(synthetic_page, tmp=tmp_path)
+    assert default.tables == [{"primary-columns"}]
+    assert default.buttons["toggle-columns"].startswith("Show all columns")
+    cells_ = default.cell_classes[0]
+    assert "secondary" not in cells_["robust_mean"] and "secondary" not in cells_["method"]
+    assert {"secondary", "prov"} <= cells_["device"] and "secondary" in cells_["robust_std"]
+    assert len(default.rows) == 6 and "robust_std" in default.rows[0]  # hidden, not dropped: sorting still sees them
+    hidden_sort = [r["robust_std"] for r in dom_rows(synthetic_page, "#sort=robust_std&dir=asc", tmp=tmp_path)]
+    stds = [float(v) for v in hidden_sort if v != "–"]  # single-seed cells have none: last
+    assert len(stds) == 2 and hidden_sort == [*map(str, sorted(stds)), *["–"] * 4]
+    # a click on the toggle (a script appended to a copy of the page) shows every column
+    clicked = synthetic_page.with_name("clicked.html")
+    clicked.write_text(synthetic_page.read_text().replace(
+        "</body>", '<script>document.getElementById("toggle-columns").click()</script></body>'))
+    shown = dom(clicked, tmp=tmp_path)
+    assert shown.tables == [{"all-columns"}] and shown.buttons["toggle-columns"] == "Show fewer columns"
+    assert dom(synthetic_page, "#columns=all&norm=l2", tmp=tmp_path).tables == [{"all-columns"}]
+
+
+def _bold(parser: _Rows, key: str) -> list[str]:
+    return [row["method"] + "/" + row["norm"] for row, classes in zip(parser.rows, parser.cell_classes)
+            if "best" in classes[key]]
+
+
+@needs_chromium
+def test_only_the_best_scores_are_bold_among_the_shown_entries(synthetic_page, tmp_path):
+    page = dom(synthetic_page, tmp=tmp_path)
+    # the full-data reference (robust 75%) is not a contender; herding on l2 (50%) and gm (80% standard) are best
+    assert _bold(page, "robust_mean") == ["herding/l2"] and _bold(page, "standard_mean") == ["gm/linf"]
+    assert sum("best" in c for classes in page.cell_classes for c in classes.values()) == 2
+    assert _bold(dom(synthetic_page, "#norm=linf", tmp=tmp_path), "robust_mean") == ["herding/linf"]
+
+
+@needs_chromium
+def test_the_reference_row_survives_a_budget_filter(tmp_path):
+    records = [*synthetic_records(), score_record("random", 0, 0.5, 0.1, kind="baseline", budget=10)]
+    page = write_page(records, tmp_path / "site")
+    ten = dom(page, "#budget=10", tmp=tmp_path)
+    assert [(r["method"], r["budget"]) for r in ten.rows] == [("full", "full"), ("random", "10")]
+    assert ten.row_classes[0] == {"entry", "reference"} and ten.row_classes[1] == {"entry"}
+    assert len(dom_rows(page, "#budget=50", tmp=tmp_path)) == 6  # five at 50 and the reference
+    assert dom_rows(page, "#budget=10&norm=l2", tmp=tmp_path) == []  # the other filters still apply to it
