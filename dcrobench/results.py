@@ -19,7 +19,7 @@ import numpy as np
 from .errors import DcrobenchError, not_utf8
 from .fileio import atomic_write_new, json_bytes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

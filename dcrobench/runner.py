@@ -346,10 +346,13 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
         sur = surrogate(norm, eps, seed) if any(a.spec.needs_surrogate for a in attacks) else None
         key = StageStore.key("attack", stage.key, norm, eps, [a.key() for a in attacks], mode, ev.batch_size,
                              test_eval.fingerprint(), seed, *([sur.key] if sur is not None else []))
-        result, cost = store.evaluation(key, stage.model, lambda model, checkpoint: evaluate_robustness(
-            model, test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=attacks, mode=mode,
-            batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress,
-            surrogate=sur.model() if sur is not None else None))
+        # the surrogate is trained (or loaded) with the model, outside the attack's timing: its cost is its own
+        result, cost = store.evaluation(
+            key, lambda: (stage.model(), sur.model() if sur is not None else None),
+            lambda models, checkpoint: evaluate_robustness(
+                models[0], test_eval.images, test_eval.labels, norm=norm, eps=eps, attacks=attacks, mode=mode,
+                batch_size=ev.batch_size, seed=seed, device=req.device, checkpoint=checkpoint, progress=req.progress,
+                surrogate=models[1]))
         return result, cost
 
     def evaluate(stage: ModelStage, norm: str, eps: float, seed: int,
@@ -431,6 +434,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
                 cost={"compress_s": comp_cost.seconds, "proxy_s": float(comp.provenance.proxy_s),
                       "train_s": std_cost.seconds + adv_cost.seconds,
                       "eval_s": std_eval_cost.seconds + adv_eval_cost.seconds,
+                      "surrogate_s": surrogates[(norm, seed)].cost().seconds if (norm, seed) in surrogates else 0.0,
                       "peak_mem_mb": peak_memory_mb(req.device),
                       "cached": {"compress": comp_cost.cached, "standard": std_cost.cached,
                                  "adversarial": adv_cost.cached,

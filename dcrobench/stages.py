@@ -115,9 +115,10 @@ class StageStore:
             self.report_damaged(path, exc)
             return {}
 
-    def evaluation(self, key: str, load_model: Callable[[], nn.Module],
-                   attack: Callable[[nn.Module, EvalCheckpoint | None], dict]) -> tuple[dict, StageCost]:
-        """An attack stage; only ``attack`` is timed (getting the model is the training stage's cost).
+    def evaluation(self, key: str, load_model: Callable[[], Any],
+                   attack: Callable[[Any, EvalCheckpoint | None], dict]) -> tuple[dict, StageCost]:
+        """An attack stage; only ``attack`` is timed (getting the models it attacks or transfers from, with
+        ``load_model``, is their training stages' cost).
 
         A killed evaluation resumes from its per-batch checkpoint, and the seconds already spent count.
         """

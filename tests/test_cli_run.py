@@ -28,13 +28,14 @@ def test_run_records_then_resumes_without_redoing(tmp_path):
     files = records(tmp_path)
     assert len(files) == 2
     rec = json.loads(files[0].read_text())
-    assert rec["schema_version"] == 2 and rec["protocol"]["name"] == "tiny"
+    assert rec["schema_version"] == 3 and rec["protocol"]["name"] == "tiny"
     assert rec["budget"] == {"ipc": 10, "per_class_counts": [10] * 10, "total": 100, "weighted": False}
     for part in ("standard", "adversarial"):
         assert 0 <= rec[part]["robust_acc"] <= rec[part]["autoattack_acc"] <= rec[part]["clean_acc"] <= 1
         assert set(rec[part]["attacks"]) == {"pgd", "apgd-ce", "apgd-dlr"}
     assert rec["scores"] == {"standard": rec["standard"]["clean_acc"], "robust": rec["adversarial"]["robust_acc"]}
-    assert set(rec["cost"]) == {"compress_s", "proxy_s", "train_s", "eval_s", "peak_mem_mb", "cached"}
+    assert set(rec["cost"]) == {"compress_s", "proxy_s", "train_s", "eval_s", "surrogate_s", "peak_mem_mb", "cached"}
+    assert rec["cost"]["surrogate_s"] == 0.0  # no transfer attack ran
     assert rec["env"]["device"] == "cpu" and rec["created_at"]
     assert "ROBUST SCORE" in res.output  # summary table
     before = {f: f.read_bytes() for f in files}

@@ -159,6 +159,43 @@ def test_each_cost_times_only_its_own_stage_and_cached_stages_keep_their_cost(tm
     assert clock.now == 220.0  # nothing ran the second time
 
 
+def test_the_transfer_surrogate_is_its_own_cost_reported_to_every_record_that_uses_it(tmp_path, monkeypatch):
+    """Issue 35: the surrogate's training was charged to the eval_s of whichever record needed it first (61.1 s for
+    random s0, 9.9 s for herding once it was cached)."""
+    import yaml
+
+    raw = yaml.safe_load(open(TINY_PROTOCOL))
+    raw["evaluation"]["extra_attacks"] = ["transfer-pgd"]
+    raw["attacks"]["transfer-pgd"] = {"steps": 3}
+    protocol = tmp_path / "transfer.yaml"
+    protocol.write_text(yaml.safe_dump(raw))
+    clock = FakeClock()
+    for module in (dcrobench.stages, dcrobench.methods):
+        monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=clock))
+    real_train, real_eval = dcrobench.runner.train, dcrobench.runner.evaluate_robustness
+
+    def train(*a, **k):
+        clock.now += 100.0
+        return real_train(*a, **k)
+
+    def evaluate(*a, **k):
+        clock.now += 10.0
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(dcrobench.runner, "train", train)
+    monkeypatch.setattr(dcrobench.runner, "evaluate_robustness", evaluate)
+    for method in ("random", "herding"):
+        res = invoke("run", "-d", "digits", "-p", str(protocol), "--no-progress", "--threads", "1", "--seeds", "1",
+                     "-m", method, "--results", str(tmp_path / "r"))
+        assert res.exit_code == 0, res.output
+    costs = {r["method"]["name"]: r["cost"] for r in load_records(tmp_path / "r")}
+    for cost in costs.values():
+        # two models trained (200 s), four evaluations (two cascades, two extra-attack runs: 40 s); the surrogate's
+        # 100 s of training apart, the same for both though only the first trained it
+        assert (cost["train_s"], cost["eval_s"], cost["surrogate_s"]) == (200.0, 40.0, 100.0)
+    assert clock.now == 2 * 240.0 + 100.0
+
+
 def test_a_shared_proxy_reports_its_training_time_to_every_method_that_uses_it(tmp_path):
     """Defect 10: compress_s was 0.0 once the proxy was cached (1.9 s the first time)."""
     for method in ("herding", "kcenter"):
