@@ -68,14 +68,25 @@ def moved(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
-def sample(records: list[Record], n: int, seed: int, cheapest: bool = False,
-           protocol_files: list[Any] = ()) -> tuple[list[tuple[Record, Any]], list[str]]:
+def sample(records: list[Record], n: int, seed: int, cheapest: bool = False, protocol_files: list[Any] = (),
+           data_root: Path | None = None) -> tuple[list[tuple[Record, Any]], list[str]]:
     """Up to ``n`` re-runnable records with their protocol (built in, or one of ``protocol_files``), and notes on
     what could not be sampled."""
     from .recordcheck import Protocols, method_blocks
     from .registry import registries
 
+    from .datafiles import dataset_state
+    from .datasets import resolve_data_root
+
     regs, protocols = registries(), Protocols(protocol_files)
+    states: dict[str, bool] = {}
+
+    def available(name: str) -> bool:
+        if name not in states:
+            state = dataset_state(regs.datasets.get(name), resolve_data_root(data_root)).state
+            states[name] = state in ("present", "embedded")
+        return states[name]
+
     runnable, skipped = [], []
     for rec in records:
         proto, why = protocols.get(rec.protocol.name, rec.protocol.version)
@@ -85,6 +96,8 @@ def sample(records: list[Record], n: int, seed: int, cheapest: bool = False,
             why = "its set came from a file"
         elif proto is not None and (rec.method.name not in regs.methods or rec.dataset not in regs.datasets):
             why = "its method or dataset is not registered here"
+        elif proto is not None and not available(rec.dataset):
+            why = f"dataset {rec.dataset}'s files are not in place (dcrobench data status)"
         if why is not None:
             skipped.append(why)
             continue
@@ -110,7 +123,7 @@ def recompute(records: list[Record], n: int, *, seed: int = 0, cheapest: bool = 
     import torch
 
     out = Recomputed()
-    picked, out.notes = sample(records, n, seed, cheapest, protocol_files)
+    picked, out.notes = sample(records, n, seed, cheapest, protocol_files, data_root)
     threads_before = torch.get_num_threads()
     for rec, proto in picked:
         where = rec.path or "?"

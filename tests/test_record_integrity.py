@@ -129,8 +129,8 @@ class FakeClock:
         return self.now
 
 
-def test_each_cost_times_only_its_own_stage_and_cached_stages_keep_their_cost(tmp_path, monkeypatch):
-    """Defect 10: eval_s included the lazily run training (76 s of eval inside 64 s of wall time)."""
+def fake_costs(monkeypatch) -> FakeClock:
+    """A clock that only training (100 s each) and evaluations (10 s each) move."""
     clock = FakeClock()
     for module in (dcrobench.stages, dcrobench.methods):
         monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=clock))
@@ -146,6 +146,12 @@ def test_each_cost_times_only_its_own_stage_and_cached_stages_keep_their_cost(tm
 
     monkeypatch.setattr(dcrobench.runner, "train", train)
     monkeypatch.setattr(dcrobench.runner, "evaluate_robustness", evaluate)
+    return clock
+
+
+def test_each_cost_times_only_its_own_stage_and_cached_stages_keep_their_cost(tmp_path, monkeypatch):
+    """Defect 10: eval_s included the lazily run training (76 s of eval inside 64 s of wall time)."""
+    clock = fake_costs(monkeypatch)
     assert invoke(*RUN, "-m", "random", "--results", str(tmp_path)).exit_code == 0
     (rec,) = load_records(tmp_path)
     assert rec["cost"]["train_s"] == 200.0 and rec["cost"]["eval_s"] == 20.0
@@ -169,21 +175,7 @@ def test_the_transfer_surrogate_is_its_own_cost_reported_to_every_record_that_us
     raw["attacks"]["transfer-pgd"] = {"steps": 3}
     protocol = tmp_path / "transfer.yaml"
     protocol.write_text(yaml.safe_dump(raw))
-    clock = FakeClock()
-    for module in (dcrobench.stages, dcrobench.methods):
-        monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=clock))
-    real_train, real_eval = dcrobench.runner.train, dcrobench.runner.evaluate_robustness
-
-    def train(*a, **k):
-        clock.now += 100.0
-        return real_train(*a, **k)
-
-    def evaluate(*a, **k):
-        clock.now += 10.0
-        return real_eval(*a, **k)
-
-    monkeypatch.setattr(dcrobench.runner, "train", train)
-    monkeypatch.setattr(dcrobench.runner, "evaluate_robustness", evaluate)
+    clock = fake_costs(monkeypatch)
     for method in ("random", "herding"):
         res = invoke("run", "-d", "digits", "-p", str(protocol), "--no-progress", "--threads", "1", "--seeds", "1",
                      "-m", method, "--results", str(tmp_path / "r"))
