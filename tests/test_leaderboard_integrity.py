@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcrobench.cli import main
+from dcrobench.protocol import load_protocol
 from dcrobench.results import load_records
 from dcrobench.validation import record_errors
 
@@ -274,16 +275,17 @@ def test_leaderboard_and_plots_do_not_import_each_other():
 
 
 # --- issue: check re-derives what it can of a record, and knows a stale plot ----------------------------------------
+QUICK_VERSION = load_protocol("quick").version  # the built-in quick's current version, whose records are committed
 V4 = ["random_mnist5k_b10_mlp_l2_s0", "random_mnist5k_b10_mlp_linf_s0", "random_mnist5k_b10_mlp_l2_s1",
       "full_mnist5k_full_mlp_l2_s0"]
 
 
 @pytest.fixture
 def v4results(tmp_path) -> Path:
-    """Committed quick v4 records (schema 2, with robustness curves), whose protocol is the built-in quick."""
+    """Committed records of the built-in quick's current version (schema 2 or later, with robustness curves)."""
     root = tmp_path / "v4results"
     for stem in V4:
-        (src,) = COMMITTED.glob(f"quick-v4/mnist5k/*/{stem}_*.json")
+        (src,) = COMMITTED.glob(f"quick-v{QUICK_VERSION}/mnist5k/*/{stem}_*.json")
         dst = root / src.relative_to(COMMITTED)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
@@ -318,7 +320,7 @@ def test_untouched_records_and_publish_pass_with_notes_for_what_cannot_be_re_der
     # quick v1 is no longer the built-in protocol: said once, not an error
     res = cli("leaderboard", "check", "--results", str(results), "--out", str(tmp_path / "lb1"))
     (note,) = [line for line in res.stdout.splitlines() if line.startswith("note: ")]
-    assert note.startswith("note: quick v1: ε of 5 records not re-derived") and "is now v4" in note
+    assert note.startswith("note: quick v1: ε of 5 records not re-derived") and f"is now v{QUICK_VERSION}" in note
 
 
 def test_check_re_derives_eps_from_the_protocol_and_dataset(v4results, tmp_path):
@@ -326,7 +328,7 @@ def test_check_re_derives_eps_from_the_protocol_and_dataset(v4results, tmp_path)
     path.write_text(json.dumps(dict(rec, eps=1.0)))
     lines = check_lines(v4results, tmp_path / "lb")
     (line,) = of(lines, path, "eps")
-    assert "1 in the record" in line and "protocol quick v4 gives 1.35504 for mnist5k l2" in line
+    assert "1 in the record" in line and f"protocol quick v{QUICK_VERSION} gives 1.35504 for mnist5k l2" in line
     assert of(lines, path, "adversarial/eps_curve")  # the curve's radii are no longer multiples of it
 
 
@@ -354,7 +356,7 @@ def test_check_re_derives_the_budget_from_the_set_counts(v4results, tmp_path):
 
 def test_check_re_derives_the_cell_from_the_path(v4results, tmp_path):
     path, rec = record_at(v4results, "random_mnist5k_b10_mlp_l2_s0")
-    moved = v4results / "quick-v4" / "digits" / "random" / path.name.replace("_mnist5k_", "_digits_")
+    moved = v4results / f"quick-v{QUICK_VERSION}" / "digits" / "random" / path.name.replace("_mnist5k_", "_digits_")
     moved.parent.mkdir(parents=True)
     path.rename(moved)
     lines = check_lines(v4results, tmp_path / "lb")
@@ -399,7 +401,7 @@ def test_check_holds_the_eps_curve_below_clean_accuracy(v4results, tmp_path):
     curve = [dict(p) for p in adv["eps_curve"] if p["multiple"] != 2.0]
     path.write_text(json.dumps(dict(rec, adversarial={**adv, "eps_curve": curve})))
     (line,) = about(path, check_lines(v4results, tmp_path / "lb"))
-    assert line.startswith(f"error: {path}: adversarial/eps_curve: ") and "protocol quick v4 sweeps" in line
+    assert line.startswith(f"error: {path}: adversarial/eps_curve: ") and f"protocol quick v{QUICK_VERSION} sweeps" in line
 
 
 def test_check_takes_protocol_files_for_protocols_that_are_not_built_in(v4results, tmp_path):
@@ -415,17 +417,17 @@ def test_check_takes_protocol_files_for_protocols_that_are_not_built_in(v4result
     for src in v4results.rglob("*.json"):
         rec = json.loads(src.read_text())
         method = rec["method"]["name"]
-        rec["protocol"] = {"name": "custom", "version": 4,
+        rec["protocol"] = {"name": "custom", "version": QUICK_VERSION,
                            "hash": custom.hash_for(method, registries().methods.get(method).protocol_blocks)}
-        folder = src.parent.relative_to(v4results / "quick-v4")  # the dataset and method folders
-        dst = root / "custom-v4" / folder / f"{src.stem.rsplit('_', 1)[0]}_{rec['protocol']['hash']}.json"
+        folder = src.parent.relative_to(v4results / f"quick-v{QUICK_VERSION}")  # the dataset and method folders
+        dst = root / f"custom-v{QUICK_VERSION}" / folder / f"{src.stem.rsplit('_', 1)[0]}_{rec['protocol']['hash']}.json"
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(json.dumps(dict(rec, eps=0.5) if "b10_mlp_linf_s0" in src.name else rec))
     lines = check_lines(root, tmp_path / "lb")  # without the file, the ε is compared with the other records' only
     assert not [line for line in lines if ": eps: " in line]
     lines = check_lines(root, tmp_path / "lb", "--protocol", str(tmp_path / "custom.yaml"))
     (line,) = [line for line in lines if ": eps: " in line]
-    assert "b10_mlp_linf_s0" in line and "protocol custom v4 gives 0.1 for mnist5k linf" in line
+    assert "b10_mlp_linf_s0" in line and f"protocol custom v{QUICK_VERSION} gives 0.1 for mnist5k linf" in line
 
 
 def _without_text(png: bytes) -> bytes:
