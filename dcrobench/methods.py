@@ -280,6 +280,12 @@ class CompressionMethod:
         """Method-specific checks that need the attack radius (e.g. MCS's ZIP); stored in the record."""
         return {}
 
+    def check_output(self, result: CompressedSet, data: ImageSet, budget: int | None) -> None:
+        """What a set this method made must be for ``data`` and ``budget`` (DataValidationError otherwise): asked
+        of its fresh output and of a stored compress stage before reuse."""
+        validate_compressed(result, data.shape, data.num_classes, budget=budget if self.uses_budget else None)
+        validate_indices(result, data)
+
     def run(self, data: ImageSet, budget: int, seed: int, device: torch.device,
             progress: bool | None = None, source: dict[str, str] | None = None) -> CompressedSet:
         """Validate the request, call ``compress``, check the result and attach its ``Provenance``.
@@ -302,8 +308,7 @@ class CompressionMethod:
         if not isinstance(result, CompressedSet):
             raise MethodError(f"method '{self.name}' returned a {type(result).__name__}, not a CompressedSet")
         try:
-            validate_compressed(result, data.shape, data.num_classes, budget=budget if self.uses_budget else None)
-            validate_indices(result, data)
+            self.check_output(result, data, budget)
         except DataValidationError as exc:
             raise MethodError(f"method '{self.name}' returned an invalid compressed set: {exc}") from None
         clash = sorted(set(result.meta) & set(Provenance.keys()))

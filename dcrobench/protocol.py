@@ -385,7 +385,12 @@ def load_protocol(name_or_path: str) -> Protocol:
         if not path.is_file():
             raise ProtocolError(f"protocol file not found: {path}")
         return protocol_from_dict(read_yaml_file(path, "protocol"), str(path))
-    res = resources.files(PROTOCOL_PACKAGE) / f"{name_or_path}.yaml"
+    return builtin_protocol(name_or_path)
+
+
+def builtin_protocol(name: str) -> Protocol:
+    """The protocol shipped under ``name``, never a file of that name in the working folder."""
+    res = resources.files(PROTOCOL_PACKAGE) / f"{name}.yaml"
     if not res.is_file():
-        raise UnknownNameError(unknown_name_message("protocol", name_or_path, builtin_protocols()))
-    return protocol_from_dict(load_yaml(res.read_bytes(), name_or_path, "protocol"), name_or_path)
+        raise UnknownNameError(unknown_name_message("protocol", name, builtin_protocols()))
+    return protocol_from_dict(load_yaml(res.read_bytes(), name, "protocol"), name)

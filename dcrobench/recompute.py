@@ -62,17 +62,23 @@ def moved(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         same = (math.isclose(x, y, rel_tol=1e-9, abs_tol=TOLERANCE) if isinstance(x, float) and isinstance(y, float)
                 else x == y)
         if not same:
-            show = (lambda v: f"{v:.4f}" if isinstance(v, float) else "absent" if v is None else
-                    (v[:12] + "…" if isinstance(v, str) and len(v) > 12 else repr(v)))
-            lines.append(f"{key} moved: {show(x)} -> {show(y)}")
+            lines.append(f"{key} moved: {_shown(x)} -> {_shown(y)}")
     return lines
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if value is None:
+        return "absent"
+    return value[:12] + "…" if isinstance(value, str) and len(value) > 12 else repr(value)
 
 
 def sample(records: list[Record], n: int, seed: int, cheapest: bool = False, protocol_files: list[Any] = (),
            data_root: Path | None = None) -> tuple[list[tuple[Record, Any]], list[str]]:
     """Up to ``n`` re-runnable records with their protocol (built in, or one of ``protocol_files``), and notes on
     what could not be sampled."""
-    from .recordcheck import Protocols, method_blocks
+    from .recordcheck import Protocols
     from .registry import registries
 
     from .datafiles import dataset_state
@@ -89,10 +95,8 @@ def sample(records: list[Record], n: int, seed: int, cheapest: bool = False, pro
 
     runnable, skipped = [], []
     for rec in records:
-        proto, why = protocols.get(rec.protocol.name, rec.protocol.version)
-        if proto is not None and proto.hash_for(rec.method.name, method_blocks(rec.method.name)) != rec.protocol.hash:
-            why = f"protocol {rec.protocol.name} v{rec.protocol.version} no longer gives hash {rec.protocol.hash}"
-        elif proto is not None and (rec.compressed_set or {}).get("from_file"):
+        proto, why = protocols.for_record(rec)
+        if proto is not None and (rec.compressed_set or {}).get("from_file"):
             why = "its set came from a file"
         elif proto is not None and (rec.method.name not in regs.methods or rec.dataset not in regs.datasets):
             why = "its method or dataset is not registered here"
@@ -116,13 +120,16 @@ def sample(records: list[Record], n: int, seed: int, cheapest: bool = False, pro
 def recompute(records: list[Record], n: int, *, seed: int = 0, cheapest: bool = False, data_root: Path | None = None,
               protocol_files: list[Any] = (), log: Callable[[str], None] = lambda line: None) -> Recomputed:
     """Re-run ``n`` sampled cells and compare (see the module docstring)."""
+    import torch
+
     from .device import set_threads
     from .registry import registries
     from .runner import RunRequest, run
 
-    import torch
+    from .datasets import resolve_data_root
 
     out = Recomputed()
+    data_root = resolve_data_root(data_root)  # now: the default lives under the cache, which the re-runs replace
     picked, out.notes = sample(records, n, seed, cheapest, protocol_files, data_root)
     threads_before = torch.get_num_threads()
     for rec, proto in picked:

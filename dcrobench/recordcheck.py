@@ -85,20 +85,24 @@ class Protocols:
             return None, f"the built-in protocol '{name}' is now v{proto.version}"
         return proto, None
 
+    def for_record(self, rec: Record) -> tuple[Any | None, str | None]:
+        """The protocol a record was made under, only if it still gives the record's hash; else why not."""
+        proto, why = self.get(rec.protocol.name, rec.protocol.version)
+        if proto is not None and proto.hash_for(rec.method.name, method_blocks(rec.method.name)) != rec.protocol.hash:
+            return None, (f"their protocol hash is not the one protocol {rec.protocol.name} "
+                          f"v{rec.protocol.version} gives now")
+        return proto, why
+
 
 def _builtin(name: str) -> Any:
     """The built-in protocol ``name`` (never a file of that name in the working folder), or why not."""
-    from importlib import resources
-
     from .errors import DcrobenchError
-    from .protocol import PROTOCOL_PACKAGE, builtin_protocols, protocol_from_dict
-    from .userfiles import load_yaml
+    from .protocol import builtin_protocol, builtin_protocols
 
     if name not in builtin_protocols():
         return f"'{name}' is not a built-in protocol (give its file with --protocol)"
     try:
-        data = (resources.files(PROTOCOL_PACKAGE) / f"{name}.yaml").read_bytes()
-        return protocol_from_dict(load_yaml(data, name, "protocol"), name)
+        return builtin_protocol(name)
     except (DcrobenchError, OSError) as exc:
         return f"the built-in protocol '{name}' cannot be loaded ({exc})"
 
@@ -124,10 +128,7 @@ def rederive(records: list[Record], results_dir: Path, protocol_files: Iterable[
         spec = datasets.get(rec.dataset) if rec.dataset in datasets else None
         if spec is None:
             unknown_data[rec.dataset] += 1
-        proto, why = protocols.get(rec.protocol.name, rec.protocol.version)
-        if proto is not None and proto.hash_for(rec.method.name, method_blocks(rec.method.name)) != rec.protocol.hash:
-            proto, why = None, (f"their protocol hash is not the one protocol {rec.protocol.name} "
-                                f"v{rec.protocol.version} gives now")
+        proto, why = protocols.for_record(rec)
         if proto is not None and spec is not None:
             _check_eps(f, rec, proto, spec)
             checked_eps.add(id(rec))

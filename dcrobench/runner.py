@@ -24,7 +24,7 @@ from .costs import StageCost
 from .errors import DataValidationError, DcrobenchError, MethodError, ProtocolError
 from .fileio import claim, ensure_writable_dir
 from .imageset import ImageSet
-from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed, validate_indices
+from .methods import CompressedSet, CompressionMethod, Provenance, json_safe, validate_compressed
 from .models import ModelSpec
 from .names import unknown_name_message
 from .protocol import Protocol
@@ -214,9 +214,7 @@ def check_stored_set(res: RunSetup, train_set: ImageSet, comp: CompressedSet) ->
         return
     if comp.provenance is None or comp.provenance.method != method.name:
         raise DataValidationError(f"it does not describe a set made by '{method.name}'")
-    validate_compressed(comp, train_set.shape, train_set.num_classes,
-                        budget=res.budget if method.uses_budget else None)
-    validate_indices(comp, train_set)
+    method.check_output(comp, train_set, res.budget)
 
 
 def adversarial_radius(compressed: CompressedSet, protocol: Protocol, norm: str, eps: float) -> tuple[torch.Tensor, dict]:
@@ -320,6 +318,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
     train_set, test_eval = protocol_data(res.dataset, p, req.data_root, req.download)
     if res.compressed is not None:
         check_saved_set(res.compressed, train_set, req.compressed_file)
+    set_hash = res.compressed.content_hash() if res.compressed is not None else None
     settings = p.train_for(res.method_name)
     model_id = (res.model_name, json_safe(p.model_params))
     ev = p.evaluation
@@ -405,7 +404,6 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
         for norm in req.norms:
             key = cell_key(req, res, norm, seed)
             path = record_path(req.results_dir, key)
-            set_hash = res.compressed.content_hash() if res.compressed is not None else None
             if path.exists() and req.save_models is None:
                 records.append(_read_own_record(path, key, set_hash))
                 continue

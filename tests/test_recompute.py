@@ -79,3 +79,32 @@ def test_the_committed_leaderboard_reproduces_from_the_current_code():
               "--recompute", 1, "--cheapest")
     assert res.exit_code == 0, res.output
     assert res.stdout.count("every number reproduced") == 1
+
+
+def test_the_rerun_reads_the_data_where_the_records_did_not_in_its_empty_cache(published, monkeypatch):
+    """The default data root lives under the cache, which a re-run swaps for an empty one: an MNIST cell re-run
+    looked for its files there and failed."""
+    import os
+    from pathlib import Path
+
+    from dcrobench.datasets import resolve_data_root
+    from dcrobench.recompute import recompute
+    from dcrobench.results import load_records
+
+    results, _ = published
+    expected, seen = resolve_data_root(None), []
+    real_run = dcrobench.runner.run
+
+    def run(req, regs, log):
+        seen.append((req.data_root, os.environ["DCROBENCH_CACHE"]))
+        return real_run(req, regs, log=log)
+
+    monkeypatch.setattr(dcrobench.runner, "run", run)
+    from dcrobench.protocol import load_protocol
+    from dcrobench.results import Record
+
+    records = [Record.from_json(r, r["_path"]) for r in load_records(results)]
+    out = recompute(records, 1, protocol_files=[load_protocol(TINY_PROTOCOL)])
+    assert out.problems == [] and len(seen) == 1
+    data_root, cache = seen[0]
+    assert data_root == expected and Path(cache) != expected.parent

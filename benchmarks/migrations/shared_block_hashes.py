@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from dcrobench.fileio import atomic_write_new, json_bytes
-from dcrobench.protocol import SHARED_BLOCKS, builtin_protocols, load_protocol
+from dcrobench.protocol import SHARED_BLOCKS, builtin_protocol, builtin_protocols
 from dcrobench.recordcheck import method_blocks
 from dcrobench.results import CellKey, read_record, record_path, record_paths
 
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("results", type=Path)
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
-    current = {name: load_protocol(name) for name in builtin_protocols()}
+    current = {name: builtin_protocol(name) for name in builtin_protocols()}
     tally: Counter[str] = Counter()
     for path in record_paths(args.results):
         rec, reason = read_record(path)
