@@ -35,6 +35,10 @@ def at_least(low: float, *, default: Any, exclusive: bool = False, below: float 
     return field(default=default, metadata={"low": low, "exclusive": exclusive, "below": below})
 
 
+#: reductions of a weighted set's minibatch loss (``TrainSettings.weighted_loss``)
+WEIGHTED_LOSSES = ("mean", "batch-sum")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int = at_least(1, default=20)
@@ -44,10 +48,22 @@ class TrainSettings:
     momentum: float = at_least(0, default=0.9, below=1)
     weight_decay: float = at_least(0, default=5e-4)
     schedule: str = "constant"  # constant | cosine
+    #: how a weighted set's per-sample losses (weights of mean 1) become a minibatch's loss:
+    #: ``mean`` (sum_b w_b l_b / B, an estimate of Def. 5's loss) or ``batch-sum`` (sum_b w_b l_b,
+    #: the authors' code), which scales the step by the batch size
+    weighted_loss: str = "mean"
 
     @property
     def adversarial_lr(self) -> float:
         return self.lr if self.adv_lr is None else self.adv_lr
+
+    def content(self) -> dict[str, Any]:
+        """The values that determine training; options added later count only when set, so the
+        hashes and stage keys of protocols that do not use them stay what they were."""
+        d = dataclasses.asdict(self)
+        if d["weighted_loss"] == "mean":
+            d.pop("weighted_loss")
+        return d
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,7 @@ class Protocol:
         d.pop("source")
         d.pop("description")
         d["adversarial"] = self.adversarial.content()
+        d["train"] = self.train.content()
         for option in ("eps_sweep", "extra_attacks", "extra_in_score"):
             if not d["evaluation"][option]:  # options added later hash only when set: old hashes stay valid
                 d["evaluation"].pop(option)
@@ -134,11 +151,16 @@ class Protocol:
         """Hash of the whole protocol file's values."""
         return _hash(self.content())
 
-    def hash_for(self, method: str, blocks: Sequence[str] = ()) -> str:
+    def hash_for(self, method: str, blocks: Sequence[str] = (), version: int | None = None) -> str:
         """Hash of what determines one method's numbers: other methods' parameters are left out, and so
         is every shared block (``proxy``) the method does not take (``blocks``, its ``protocol_blocks``),
-        so tuning one method or the proxy does not orphan the records of methods it cannot change."""
+        so tuning one method or the proxy does not orphan the records of methods it cannot change.
+        ``version``: the hash these settings had under another version number; equal to an older
+        record's hash, it proves the method's settings did not change since (a version bump for
+        another method)."""
         d = self.content()
+        if version is not None:
+            d["version"] = version
         d["methods"] = d["methods"].get(method, {})
         d["train_overrides"] = d["train_overrides"].get(method, {})
         for block in SHARED_BLOCKS:
@@ -356,14 +378,14 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
     nested["adversarial"] = dataclasses.replace(nested["adversarial"], per_norm=per_norm)
     if nested["adversarial"].weighted_radius not in ("eps", "eps+eta"):
         raise ProtocolError("adversarial.weighted_radius must be 'eps' or 'eps+eta'")
-    if nested["train"].schedule not in ("constant", "cosine"):
-        raise ProtocolError("train.schedule must be 'constant' or 'cosine'")
+    _check_choices(nested["train"], "train")
     train_fields = {f.name for f in fields(TrainSettings)}
     for method, over in overrides.items():
         bad = set(over or {}) - train_fields
         if bad:
             raise ProtocolError(f"train_overrides.{method}: unknown keys {sorted(bad)} (train keys: {sorted(train_fields)})")
-        parse_settings(TrainSettings, {**dataclasses.asdict(nested["train"]), **(over or {})}, f"train_overrides.{method}")
+        _check_choices(parse_settings(TrainSettings, {**dataclasses.asdict(nested["train"]), **(over or {})},
+                                      f"train_overrides.{method}"), f"train_overrides.{method}")
     return dataclasses.replace(
         proto, **nested, epsilon_linf=eps, seeds=tuple(int(s) for s in proto.seeds),
         model_params=dict(_mapping(proto.model_params, "model_params")), proxy=dict(_mapping(proto.proxy, "proxy")),
@@ -372,6 +394,13 @@ def protocol_from_dict(raw: Any, source: str = "") -> Protocol:
         train_overrides={str(k): dict(v or {}) for k, v in overrides.items()},
         version=int(proto.version), source=source,
     )
+
+
+def _check_choices(train: TrainSettings, where: str) -> None:
+    if train.schedule not in ("constant", "cosine"):
+        raise ProtocolError(f"{where}.schedule must be 'constant' or 'cosine'")
+    if train.weighted_loss not in WEIGHTED_LOSSES:
+        raise ProtocolError(f"{where}.weighted_loss must be one of {', '.join(WEIGHTED_LOSSES)}, got {train.weighted_loss!r}")
 
 
 def builtin_protocols() -> list[str]:

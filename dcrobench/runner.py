@@ -393,7 +393,7 @@ def compute_cells(req: RunRequest, regs: Registries, res: RunSetup, store: Stage
             comp_cost = StageCost(comp_cost.seconds, cached=True)
         stage_line(seed, f"compress ({len(comp)} images)", comp_cost)
 
-        std = ModelStage(store, StageStore.key("standard", ckey, model_id, json_safe(settings), seed), "standard",
+        std = ModelStage(store, StageStore.key("standard", ckey, model_id, settings.content(), seed), "standard",
                          lambda: build_model(res, p, seed).to(req.device),
                          lambda m: train(m, comp.images, comp.labels, settings, weights=comp.weights, seed=seed,
                                          device=req.device, progress=req.progress, desc=f"standard s{seed}"),
@@ -479,7 +479,7 @@ def adversarial_stage(req: RunRequest, setup: RunSetup, store: StageStore, ckey:
                      adversarial=AdversarialTarget(norm, radius, p.adversarial), seed=seed, device=req.device,
                      progress=req.progress, desc=f"adversarial {norm} s{seed}")
 
-    key = StageStore.key("adversarial", ckey, model_id, json_safe(settings), json_safe(p.adversarial.for_norm(norm).content()), norm, eps,
+    key = StageStore.key("adversarial", ckey, model_id, settings.content(), json_safe(p.adversarial.for_norm(norm).content()), norm, eps,
                          radius_kind, eta, seed)
     return ModelStage(store, key, "adversarial", lambda: build_model(setup, p, seed).to(req.device), fit,
                       on_ready=on_ready)

@@ -33,8 +33,9 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
           seed: int, device: torch.device, progress: bool | None = None, desc: str = "train") -> dict:
     """Train ``model`` in place with SGD; returns the per-epoch mean loss.
 
-    ``weights`` (one per sample) turn the loss into sum_b w_b l_b / B with the weights rescaled to
-    mean 1 over the training set, so a minibatch estimates (1/|T|) sum_S q l as in Def. 5.
+    ``weights`` (one per sample) are rescaled to mean 1 over the training set and turn the loss into
+    sum_b w_b l_b / B, so a minibatch estimates (1/|T|) sum_S q l as in Def. 5, or into sum_b w_b l_b
+    where ``settings.weighted_loss`` is ``batch-sum`` (the authors' code: ``(CE(reduction='none') @ w).mean()``).
     ``adversarial`` replaces each input by its PGD adversary within that sample's radius.
     ``progress``: the epoch bar, as ``dcrobench.progress.bar`` draws it (None: only on a terminal).
 
@@ -51,6 +52,7 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
         w = (weights.float() / weights.float().mean()).to(device)
     eps = adversarial.eps.to(device) if adversarial is not None else None
     lr = settings.adversarial_lr if adversarial is not None else settings.lr
+    batch_sum = w is not None and settings.weighted_loss == "batch-sum"
     attack = adversarial.settings.for_norm(adversarial.norm) if adversarial is not None else None
     opt = _optimizer(model, lr, settings)
     steps_per_epoch = math.ceil(n / settings.batch_size)
@@ -71,13 +73,18 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings
                         random_start=attack.random_start, clip=attack.clip)
             model.train()
             losses = F.cross_entropy(model(x), y, reduction="none")
-            loss = (losses * w[b]).mean() if w is not None else losses.mean()
+            if w is None:
+                loss = losses.mean()
+            elif settings.weighted_loss == "batch-sum":
+                loss = (losses * w[b]).sum()
+            else:
+                loss = (losses * w[b]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            total_loss += loss.detach() * b.numel()
+            total_loss += loss.detach() * (1 if batch_sum else b.numel())
         epoch_loss = float(total_loss) / n  # one device sync per epoch, not per step
         if not math.isfinite(epoch_loss):
             raise TrainingDivergedError(

@@ -147,3 +147,43 @@ def test_the_readme_test_command_is_what_ci_runs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     command = 'pip install -e ".[test]" && python -m pytest -q'
     assert command in ci and command in readme
+
+
+README_ROWS = {"Raw": "full", "Rand-500": "random", "DM-500": "dm"}
+SCORES = ("standard", "ℓ∞ robust", "ℓ2 robust")
+MEAN_STD = re.compile(r"^(-?\d+\.\d\d) ± (\d+\.\d\d)")
+
+
+def published_reproduction() -> dict[tuple[str, str], tuple[str, str, int | None]]:
+    """(method, score) -> (paper's mean ± std, ours mean ± std, our seeds) of the committed leaderboard's table 3, MNIST."""
+    text = (REPO / "leaderboard" / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Table 3, MNIST", 1)[1].split("\n### ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and cells[0] == "mnist":
+            paper, ours = MEAN_STD.match(cells[4]), MEAN_STD.match(cells[5])
+            n = re.search(r"n=(\d+)$", cells[5])
+            out[(cells[1], cells[3])] = (paper.group(0), ours.group(0) if ours else "–", int(n.group(1)) if n else None)
+    return out
+
+
+def test_the_readmes_reproduction_table_quotes_the_committed_leaderboard():
+    """The README quotes Table 3's MNIST rows; each number must be the published leaderboard's (no stale copy)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    published = published_reproduction()
+    quoted = 0
+    for line in readme.split("## Reproducing the paper", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.match(r"^(Raw|Rand-500|DM-500), (paper|ours)\b.*?\((?:.*; )?(\d) seeds\)$", cells[0]) if len(cells) == 4 else None
+        if not m:
+            continue
+        method, who, seeds = README_ROWS[m.group(1)], m.group(2), int(m.group(3))
+        for score, value in zip(SCORES, cells[1:]):
+            paper, ours, n = published[(method, score)]
+            expected = paper if who == "paper" else ours
+            assert value == expected, f"README: {m.group(1)} {who} {score}: {value}, the leaderboard says {expected}"
+            if who == "ours":
+                assert seeds == n, f"README: {m.group(1)} ours from {seeds} seeds, the leaderboard from {n}"
+            quoted += 1
+    assert quoted == 18

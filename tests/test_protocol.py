@@ -79,14 +79,16 @@ def test_a_methods_record_hash_ignores_other_methods_parameters():
 
 
 def test_appendix_c_mnist_follows_the_authors_code_where_the_paper_is_silent():
-    """v3: [0, 1] inputs, l_inf PGD-20 with step eps from zero and no clip, l_2 PGD-40 with step 0.1, 20 epochs."""
+    """v3: [0, 1] inputs, l_inf PGD-20 with step eps from zero and no clip, l_2 PGD-40 with step 0.1, 20 epochs;
+    v4: MCS's weighted loss sums over the batch as the authors' code does, the other methods' training is v3's."""
     p = load_protocol("appendix-c-mnist")
-    assert p.version == 3 and p.model_params == {"normalize": False} and p.train.epochs == 20
+    assert p.version == 4 and p.model_params == {"normalize": False} and p.train.epochs == 20
     linf, l2 = p.adversarial.for_norm("linf"), p.adversarial.for_norm("l2")
     assert (linf.steps, linf.step_size, linf.random_start, linf.clip) == (20, 1.0, False, False)
     assert (l2.steps, l2.random_start, l2.clip) == (40, False, True)
     assert l2.step_size * p.eps("mnist", "l2", 784) == pytest.approx(0.1, abs=1e-4)  # Table 2's alpha, absolute
     assert p.train_for("mcs").lr == 0.001 and p.train_for("mcs").adversarial_lr == 0.0001
+    assert p.train_for("mcs").weighted_loss == "batch-sum" and p.train_for("random").weighted_loss == "mean"
 
 
 def test_per_norm_adversarial_settings_are_validated_and_hash_only_when_set():
@@ -104,3 +106,14 @@ def test_per_norm_adversarial_settings_are_validated_and_hash_only_when_set():
                        ({"l2": [1]}, "expected a mapping")]:
         with pytest.raises(ProtocolError, match=match):
             protocol_from_dict({**base, "adversarial": {"per_norm": bad}})
+
+
+def test_a_version_bump_for_one_method_leaves_the_others_provably_unchanged():
+    """hash_for(version=old) is how a bump that changes one method's settings carries the others' records
+    (benchmarks/migrations/carry_unchanged_cells.py): equal for the untouched method, not for the changed one."""
+    old = protocol_from_dict({"name": "x", "version": 3, "train_overrides": {"mcs": {"lr": 0.001}}})
+    new = protocol_from_dict({"name": "x", "version": 4,
+                              "train_overrides": {"mcs": {"lr": 0.001, "weighted_loss": "batch-sum"}}})
+    assert new.hash_for("random") != old.hash_for("random")  # the version is part of every hash
+    assert new.hash_for("random", version=3) == old.hash_for("random")
+    assert new.hash_for("mcs", version=3) != old.hash_for("mcs")

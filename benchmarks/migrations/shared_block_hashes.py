@@ -15,50 +15,26 @@ Each move is printed; ``--dry-run`` only prints.
 
 from __future__ import annotations
 
-import argparse
-from collections import Counter
-from pathlib import Path
+from typing import Any
 
-from dcrobench.fileio import atomic_write_new, json_bytes
-from dcrobench.protocol import SHARED_BLOCKS, builtin_protocol, builtin_protocols
+from dcrobench.protocol import SHARED_BLOCKS
 from dcrobench.recordcheck import method_blocks
-from dcrobench.results import CellKey, read_record, record_path, record_paths
+from record_migration import migrate
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", type=Path)
-    ap.add_argument("--dry-run", action="store_true")
-    args = ap.parse_args()
-    current = {name: builtin_protocol(name) for name in builtin_protocols()}
-    tally: Counter[str] = Counter()
-    for path in record_paths(args.results):
-        rec, reason = read_record(path)
-        if reason is not None:
-            raise SystemExit(f"{path}: {reason}")
-        ref, method = rec["protocol"], rec["method"]["name"]
-        proto = current.get(ref["name"])
-        if proto is None or proto.version != ref["version"]:
-            tally["kept: protocol version no longer built in"] += 1
-            continue
-        blocks = method_blocks(method)
-        if proto.hash_for(method, SHARED_BLOCKS) != ref["hash"]:
-            tally["kept: recorded hash is not the old rule's for today's protocol"] += 1
-            continue
-        new = proto.hash_for(method, blocks)
-        if new == ref["hash"]:
-            tally["kept: the method takes the shared blocks"] += 1
-            continue
-        rec["protocol"] = {**ref, "hash": new}
-        target = record_path(args.results, CellKey.of_record(rec))
-        print(f"{path} -> {target.name}")
-        tally["moved"] += 1
-        if not args.dry_run:
-            atomic_write_new(target, lambda fh, data=json_bytes(rec): fh.write(data))
-            path.unlink()
-    for what, n in sorted(tally.items()):
-        print(f"{n:5d} {what}")
+def rehash(rec: dict[str, Any], current: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    ref, method = rec["protocol"], rec["method"]["name"]
+    proto = current.get(ref["name"])
+    if proto is None or proto.version != ref["version"]:
+        return "kept: protocol version no longer built in", None
+    blocks = method_blocks(method)
+    if proto.hash_for(method, SHARED_BLOCKS) != ref["hash"]:
+        return "kept: recorded hash is not the old rule's for today's protocol", None
+    new = proto.hash_for(method, blocks)
+    if new == ref["hash"]:
+        return "kept: the method takes the shared blocks", None
+    return "moved", {**rec, "protocol": {**ref, "hash": new}}
 
 
 if __name__ == "__main__":
-    main()
+    migrate(__doc__.split("\n\n")[0], rehash, remove_old=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,9 @@ def timed_compress(method: str, budget: int, protocol: Path, data_root: str | No
             return None, f"unfinished after {cap:.0f} s"
         seconds = time.perf_counter() - start
         last = (done.stderr.strip().splitlines() or [""])[-1]
+        if done.returncode < 0:  # SIGKILL with no output is the kernel's OOM killer, as a rule: say so
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+            return None, f"killed by signal {-done.returncode} after {seconds:.0f} s (peak resident memory {peak:.1f} GB)"
         return (seconds, last) if done.returncode == 0 else (None, f"failed: {last}")
 
 
