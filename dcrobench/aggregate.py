@@ -59,6 +59,8 @@ class Cell:
     #: (``evaluation.extra_attacks``) and each minimal-perturbation attack's median size
     extra_attacks: list[dict[str, float] | None] = field(default_factory=list)
     minimal_perturbation: list[dict[str, float | None] | None] = field(default_factory=list)
+    #: per seed: the older protocol version the record was carried from (``protocol.carried_from``), else None
+    carried_from: list[int | None] = field(default_factory=list)
 
     def attack_means(self) -> dict[str, float]:
         """Mean accuracy over the seeds under each extra attack every seed was attacked with."""
@@ -125,6 +127,8 @@ def cells(records: Iterable[Record | dict[str, Any]]) -> list[Cell]:
         extra = r.adversarial.extra_attacks or {}
         cell.extra_attacks.append(dict(extra["attacks"]) if extra else None)
         cell.minimal_perturbation.append(dict(extra.get("minimal_perturbation") or {}) if extra else None)
+        carried = r.protocol.extra.get("carried_from")
+        cell.carried_from.append(carried.get("version") if isinstance(carried, dict) else None)
     return sorted(out.values(), key=_order)
 
 

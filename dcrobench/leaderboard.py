@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -288,6 +289,9 @@ def changelog_lines(by_version: dict[tuple[str, int], list[Cell]]) -> list[str]:
         vs = sorted(v for n, v in by_version if n == name)
         for i, v in enumerate(vs):
             change = "first published" if i == 0 else f"protocol version changed from v{vs[i - 1]}; v{vs[i - 1]} archived"
+            carried = Counter(old for c in by_version[(name, v)] for old in c.carried_from if old is not None)
+            change += "".join(f"; {n} records carried from v{old} (their method's settings unchanged)"
+                              for old, n in sorted(carried.items()))
             lines.append(f"- [{name} v{v}]({version_file(name, v)}): {change}")
     return lines
 

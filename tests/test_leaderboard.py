@@ -63,3 +63,19 @@ def test_publish_splits_per_protocol_version_and_check_sees_every_file(tmp_path)
     publish(only_v1, tmp_path, command, plots=False)
     assert not (tmp_path / "quick-v2.md").exists()
     assert check_published(only_v1, tmp_path, tmp_path, plots=False) == []
+
+
+def test_the_changelog_counts_records_carried_over_a_version_bump():
+    import dataclasses
+
+    from dcrobench.aggregate import cells
+    from dcrobench.leaderboard import _by_version, changelog_lines
+
+    old = [score_record("random", s, 0.9, 0.5, version=3) for s in (0, 1)]
+    carried = [dataclasses.replace(r, protocol=dataclasses.replace(r.protocol, version=4, hash="h4",
+                                                                   extra={"carried_from": {"version": 3, "hash": "h3"}}))
+               for r in old]
+    new = [score_record("mcs", 0, 0.9, 0.4, version=4)]
+    lines = changelog_lines(_by_version(cells(old + carried + new)))
+    assert lines[1].endswith("v3 archived; 2 records carried from v3 (their method's settings unchanged)")
+    assert "carried" not in lines[0]
