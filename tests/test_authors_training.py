@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dcrobench.attacks import pgd
+from dcrobench.errors import ProtocolError
 from dcrobench.protocol import TrainSettings, protocol_from_dict
 from dcrobench.train import AdversarialTarget, train
 from dcrobench_plugins.models import build_mlp
@@ -80,5 +81,5 @@ def test_weighted_loss_counts_in_a_hash_only_when_set():
     assert summed.hash_for("mcs") != plain.hash_for("mcs")
     assert summed.train_for("mcs").weighted_loss == "batch-sum"
     for where in ({"train": {"weighted_loss": "sum"}}, {"train_overrides": {"mcs": {"weighted_loss": "total"}}}):
-        with pytest.raises(Exception, match="weighted_loss must be one of mean, batch-sum"):
+        with pytest.raises(ProtocolError, match="weighted_loss must be one of mean, batch-sum"):
             protocol_from_dict({**base, **where})

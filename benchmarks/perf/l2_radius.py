@@ -62,17 +62,16 @@ def main() -> None:
             curve = {float(p["multiple"]): 100 * p["robust_acc"] for p in rec.adversarial.eps_curve}
             curve[1.0] = 100 * rec.scores.robust
             at = crossing(curve, PAPER_L2[method])
-            eps = rec.eps
             text = ", ".join(f"{m:g}: {a:.2f}" for m, a in sorted(curve.items()))
             rows.append(f"| {method} | {rec.seed} | {text} | {curve[1.0]:.2f} | {PAPER_L2[method]:.2f} | "
-                        + ("beyond the multiples run" if at is None else f"{at:.2f}× (ε2 {at * eps:.2f} of {eps:.3f})")
+                        + ("beyond the multiples run" if at is None else f"{at:.2f}× (ε2 {at * rec.eps:.2f} of {rec.eps:.3f})")
                         + " |")
         print(f"{method}: {time.perf_counter() - t0:.0f} s", flush=True)
     table = "\n".join(rows)
     print(table)
     if args.out:
         args.out.write_text(f"# l_2 robust accuracy against the radius, measured {time.strftime('%Y-%m-%d')}\n\n"
-                            f"`{' '.join(['python', 'benchmarks/perf/l2_radius.py'])}` ({args.protocol} v{base.version}, "
+                            f"`python benchmarks/perf/l2_radius.py` ({args.protocol} v{base.version}, "
                             f"{args.dataset}, full test set, {args.threads} CPU thread(s)).\n\n{table}\n")
 
 
